@@ -1,0 +1,263 @@
+// Package bench is Cairn's closed-loop load generator: N clients, each on
+// its own keep-alive HTTP/1.1 connection, issue requests back to back for a
+// fixed time and the latencies are summarised. `cairn bench` and the Go
+// benchmarks use it.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Workload names.
+const (
+	WorkloadPut     = "put"
+	WorkloadGet     = "get"
+	WorkloadQGet    = "qget" // GET quorum=true
+	WorkloadMixed   = "mixed"
+	defaultKeySpace = 10000
+)
+
+// Config describes one run.
+type Config struct {
+	Endpoints []string // client URLs; clients are spread over them
+	Workload  string
+	Clients   int
+	Duration  time.Duration
+	// Requests stops the run after this many requests in total (0: run for Duration).
+	Requests  int
+	ValueSize int // bytes, default 256
+	KeySpace  int // distinct keys, default 10000
+	Prefix    string
+}
+
+// Result summarises a run.
+type Result struct {
+	Workload string
+	Clients  int
+	Ops      int
+	Errors   int
+	Elapsed  time.Duration
+	P50, P99 time.Duration
+	Max      time.Duration
+}
+
+// OpsPerSec is the throughput of the run.
+func (r Result) OpsPerSec() float64 { return float64(r.Ops) / r.Elapsed.Seconds() }
+
+func (r Result) String() string {
+	return fmt.Sprintf("%-6s clients=%-4d ops=%-8d errors=%-4d %9.0f ops/s  p50=%-9s p99=%-9s max=%s",
+		r.Workload, r.Clients, r.Ops, r.Errors, r.OpsPerSec(), r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
+}
+
+// Run drives the workload and returns its summary.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if cfg.Clients <= 0 {
+		cfg.Clients = 1
+	}
+	if cfg.ValueSize <= 0 {
+		cfg.ValueSize = 256
+	}
+	if cfg.KeySpace <= 0 {
+		cfg.KeySpace = defaultKeySpace
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "/bench"
+	}
+	if cfg.Duration <= 0 && cfg.Requests <= 0 {
+		cfg.Duration = 10 * time.Second
+	}
+	if len(cfg.Endpoints) == 0 {
+		return Result{}, errors.New("bench: no endpoints")
+	}
+	switch cfg.Workload {
+	case WorkloadPut, WorkloadGet, WorkloadQGet, WorkloadMixed:
+	default:
+		return Result{}, fmt.Errorf("bench: unknown workload %q (put, get, qget, mixed)", cfg.Workload)
+	}
+	value := strings.Repeat("v", cfg.ValueSize)
+	if cfg.Workload != WorkloadPut {
+		if err := preload(ctx, cfg, value); err != nil {
+			return Result{}, err
+		}
+	}
+	runCtx := ctx
+	if cfg.Duration > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, cfg.Duration)
+		defer cancel()
+	}
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		lat       []time.Duration
+		errs      int
+		remaining = int64(cfg.Requests)
+	)
+	take := func() bool {
+		if cfg.Requests <= 0 {
+			return true
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if remaining <= 0 {
+			return false
+		}
+		remaining--
+		return true
+	}
+	start := time.Now()
+	for i := 0; i < cfg.Clients; i++ {
+		wg.Add(1)
+		go func(id int) {
+			defer wg.Done()
+			hc := newHTTPClient()
+			defer hc.CloseIdleConnections()
+			ep := strings.TrimRight(cfg.Endpoints[id%len(cfg.Endpoints)], "/")
+			rng := rand.New(rand.NewPCG(uint64(id), 42))
+			local := make([]time.Duration, 0, 4096)
+			localErrs := 0
+			for runCtx.Err() == nil && take() {
+				t0 := time.Now()
+				err := doOne(runCtx, hc, ep, cfg, rng, value)
+				if err != nil {
+					if runCtx.Err() != nil {
+						break
+					}
+					localErrs++
+					continue
+				}
+				local = append(local, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			errs += localErrs
+			mu.Unlock()
+		}(i)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	res := Result{Workload: cfg.Workload, Clients: cfg.Clients, Ops: len(lat), Errors: errs, Elapsed: elapsed}
+	if len(lat) > 0 {
+		res.P50 = lat[len(lat)*50/100]
+		res.P99 = lat[min(len(lat)-1, len(lat)*99/100)]
+		res.Max = lat[len(lat)-1]
+	}
+	return res, nil
+}
+
+func newHTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 1,
+		MaxConnsPerHost:     1,
+		DisableCompression:  true,
+	}}
+}
+
+func doOne(ctx context.Context, hc *http.Client, ep string, cfg Config, rng *rand.Rand, value string) error {
+	key := cfg.Prefix + "/k" + strconv.Itoa(rng.IntN(cfg.KeySpace))
+	switch cfg.Workload {
+	case WorkloadPut:
+		return put(ctx, hc, ep, key, value)
+	case WorkloadGet:
+		return get(ctx, hc, ep, key, false)
+	case WorkloadQGet:
+		return get(ctx, hc, ep, key, true)
+	default: // mixed: 90 % GET, 10 % PUT
+		if rng.IntN(10) == 0 {
+			return put(ctx, hc, ep, key, value)
+		}
+		return get(ctx, hc, ep, key, false)
+	}
+}
+
+func put(ctx context.Context, hc *http.Client, ep, key, value string) error {
+	body := "value=" + url.QueryEscape(value)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, ep+"/v2/keys"+key, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return do(hc, req)
+}
+
+func get(ctx context.Context, hc *http.Client, ep, key string, quorum bool) error {
+	u := ep + "/v2/keys" + key
+	if quorum {
+		u += "?quorum=true"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	return do(hc, req)
+}
+
+func do(hc *http.Client, req *http.Request) error {
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %s", req.Method, req.URL.Path, resp.Status)
+	}
+	return nil
+}
+
+// preload writes every key of the key space once so reads find values.
+func preload(ctx context.Context, cfg Config, value string) error {
+	const workers = 32
+	keys := make(chan int)
+	errc := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hc := newHTTPClient()
+			defer hc.CloseIdleConnections()
+			ep := strings.TrimRight(cfg.Endpoints[0], "/")
+			for k := range keys {
+				if err := put(ctx, hc, ep, cfg.Prefix+"/k"+strconv.Itoa(k), value); err != nil {
+					select {
+					case errc <- fmt.Errorf("preload: %w", err):
+					default:
+					}
+					return
+				}
+			}
+		}()
+	}
+	for k := 0; k < cfg.KeySpace; k++ {
+		select {
+		case keys <- k:
+		case err := <-errc:
+			close(keys)
+			wg.Wait()
+			return err
+		}
+	}
+	close(keys)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}

@@ -1,0 +1,341 @@
+// Package client is a small Go client for Cairn's public HTTP API (the etcd
+// v2 keys, members and stats endpoints). The CLI, the benchmark and the
+// end-to-end tests use it.
+package client
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"cairn/api"
+)
+
+// Client talks to one or more members; requests go to the first endpoint
+// that answers.
+type Client struct {
+	endpoints []string
+	hc        *http.Client
+}
+
+// New returns a client for the given endpoints (e.g. "http://127.0.0.1:2379").
+// maxConns bounds the idle keep-alive connections kept per member.
+func New(endpoints []string, maxConns int) *Client {
+	if maxConns <= 0 {
+		maxConns = 16
+	}
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        maxConns,
+		MaxIdleConnsPerHost: maxConns,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	eps := make([]string, 0, len(endpoints))
+	for _, e := range endpoints {
+		eps = append(eps, strings.TrimRight(e, "/"))
+	}
+	return &Client{endpoints: eps, hc: &http.Client{Transport: tr}}
+}
+
+// Close releases idle connections.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+// Response is a decoded /v2/keys answer with its index headers.
+type Response struct {
+	Event     *api.Event
+	EtcdIndex uint64
+	RaftIndex uint64
+	RaftTerm  uint64
+	Status    int
+}
+
+// SetOptions are the optional parameters of a PUT.
+type SetOptions struct {
+	TTL       time.Duration // rounded to whole seconds; 0 = none
+	Dir       bool
+	PrevExist *bool
+	PrevValue string
+	PrevIndex uint64
+	Refresh   bool
+}
+
+// GetOptions are the optional parameters of a GET.
+type GetOptions struct {
+	Recursive bool
+	Sorted    bool
+	Quorum    bool
+}
+
+// DeleteOptions are the optional parameters of a DELETE.
+type DeleteOptions struct {
+	Dir       bool
+	Recursive bool
+	PrevValue string
+	PrevIndex uint64
+}
+
+// Get reads a key or directory.
+func (c *Client) Get(ctx context.Context, key string, o GetOptions) (*Response, error) {
+	q := url.Values{}
+	if o.Recursive {
+		q.Set("recursive", "true")
+	}
+	if o.Sorted {
+		q.Set("sorted", "true")
+	}
+	if o.Quorum {
+		q.Set("quorum", "true")
+	}
+	return c.keys(ctx, http.MethodGet, key, q, nil)
+}
+
+// Set writes a value (or a directory with o.Dir).
+func (c *Client) Set(ctx context.Context, key, value string, o SetOptions) (*Response, error) {
+	form := url.Values{}
+	if !o.Dir {
+		form.Set("value", value)
+	}
+	if o.Dir {
+		form.Set("dir", "true")
+	}
+	if o.TTL > 0 {
+		form.Set("ttl", strconv.FormatInt(int64((o.TTL+time.Second-1)/time.Second), 10))
+	}
+	if o.PrevExist != nil {
+		form.Set("prevExist", strconv.FormatBool(*o.PrevExist))
+	}
+	if o.PrevValue != "" {
+		form.Set("prevValue", o.PrevValue)
+	}
+	if o.PrevIndex != 0 {
+		form.Set("prevIndex", strconv.FormatUint(o.PrevIndex, 10))
+	}
+	if o.Refresh {
+		form.Set("refresh", "true")
+		form.Del("value")
+	}
+	return c.keys(ctx, http.MethodPut, key, nil, form)
+}
+
+// CreateInOrder POSTs a value under dir.
+func (c *Client) CreateInOrder(ctx context.Context, dir, value string, ttl time.Duration) (*Response, error) {
+	form := url.Values{"value": {value}}
+	if ttl > 0 {
+		form.Set("ttl", strconv.FormatInt(int64(ttl/time.Second), 10))
+	}
+	return c.keys(ctx, http.MethodPost, dir, nil, form)
+}
+
+// Delete removes a key or directory.
+func (c *Client) Delete(ctx context.Context, key string, o DeleteOptions) (*Response, error) {
+	q := url.Values{}
+	if o.Dir {
+		q.Set("dir", "true")
+	}
+	if o.Recursive {
+		q.Set("recursive", "true")
+	}
+	if o.PrevValue != "" {
+		q.Set("prevValue", o.PrevValue)
+	}
+	if o.PrevIndex != 0 {
+		q.Set("prevIndex", strconv.FormatUint(o.PrevIndex, 10))
+	}
+	return c.keys(ctx, http.MethodDelete, key, q, nil)
+}
+
+// Watch calls fn for each event on key from waitIndex on (0: from now),
+// using stream=true, until ctx is done or fn returns false.
+func (c *Client) Watch(ctx context.Context, key string, recursive bool, waitIndex uint64, fn func(*api.Event) bool) error {
+	q := url.Values{"wait": {"true"}, "stream": {"true"}}
+	if recursive {
+		q.Set("recursive", "true")
+	}
+	if waitIndex > 0 {
+		q.Set("waitIndex", strconv.FormatUint(waitIndex, 10))
+	}
+	var lastErr error
+	for _, ep := range c.endpoints {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, keyURL(ep, key, q), nil)
+		if err != nil {
+			return fmt.Errorf("build watch request: %w", err)
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return decodeError(resp)
+		}
+		dec := json.NewDecoder(bufio.NewReader(resp.Body))
+		for {
+			var ev api.Event
+			if err := dec.Decode(&ev); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return fmt.Errorf("read watch stream: %w", err)
+			}
+			if !fn(&ev) {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("watch %s: %w", key, lastErr)
+}
+
+// Members lists the cluster's members (GET /v2/members).
+func (c *Client) Members(ctx context.Context) ([]api.Member, error) {
+	var out api.MemberList
+	if err := c.getJSON(ctx, "/v2/members", &out); err != nil {
+		return nil, err
+	}
+	return out.Members, nil
+}
+
+// PeerMembers lists members through a peer URL (GET /members), which
+// answers decimal IDs; they are returned as hex like the client port's.
+func (c *Client) PeerMembers(ctx context.Context) ([]api.Member, error) {
+	var raw []struct {
+		ID         uint64   `json:"id"`
+		PeerURLs   []string `json:"peerURLs"`
+		Name       string   `json:"name"`
+		ClientURLs []string `json:"clientURLs"`
+	}
+	if err := c.getJSON(ctx, "/members", &raw); err != nil {
+		return nil, err
+	}
+	out := make([]api.Member, 0, len(raw))
+	for _, m := range raw {
+		out = append(out, api.Member{ID: strconv.FormatUint(m.ID, 16), Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs})
+	}
+	return out, nil
+}
+
+// Leader returns the leader member (GET /v2/members/leader).
+func (c *Client) Leader(ctx context.Context) (*api.Member, error) {
+	var m api.Member
+	if err := c.getJSON(ctx, "/v2/members/leader", &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, out any) error {
+	var lastErr error
+	for _, ep := range c.endpoints {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep+path, nil)
+		if err != nil {
+			return fmt.Errorf("build request: %w", err)
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+		}
+		if err := json.Unmarshal(body, out); err != nil {
+			return fmt.Errorf("decode %s: %w", path, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("GET %s: no endpoint answered: %w", path, lastErr)
+}
+
+// keys performs one /v2/keys request against the first endpoint that
+// answers. An API error comes back as *api.Error.
+func (c *Client) keys(ctx context.Context, method, key string, q, form url.Values) (*Response, error) {
+	var lastErr error
+	for _, ep := range c.endpoints {
+		var body io.Reader
+		if form != nil {
+			body = strings.NewReader(form.Encode())
+		}
+		req, err := http.NewRequestWithContext(ctx, method, keyURL(ep, key, q), body)
+		if err != nil {
+			return nil, fmt.Errorf("build request: %w", err)
+		}
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			lastErr = err
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			continue
+		}
+		return decodeResponse(resp)
+	}
+	return nil, fmt.Errorf("%s %s: no endpoint answered: %w", method, key, lastErr)
+}
+
+func decodeResponse(resp *http.Response) (*Response, error) {
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return nil, decodeError(resp)
+	}
+	out := &Response{Status: resp.StatusCode}
+	out.EtcdIndex, _ = strconv.ParseUint(resp.Header.Get(api.HeaderEtcdIndex), 10, 64)
+	out.RaftIndex, _ = strconv.ParseUint(resp.Header.Get(api.HeaderRaftIndex), 10, 64)
+	out.RaftTerm, _ = strconv.ParseUint(resp.Header.Get(api.HeaderRaftTerm), 10, 64)
+	var ev api.Event
+	if err := json.NewDecoder(resp.Body).Decode(&ev); err != nil {
+		return nil, fmt.Errorf("decode response: %w", err)
+	}
+	out.Event = &ev
+	return out, nil
+}
+
+func decodeError(resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var e api.Error
+	if err := json.Unmarshal(body, &e); err == nil && e.Code != 0 {
+		e.Status = resp.StatusCode
+		return &e
+	}
+	return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+}
+
+func keyURL(ep, key string, q url.Values) string {
+	u := ep + "/v2/keys" + escapeKey(key)
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	return u
+}
+
+// escapeKey percent-encodes each segment of key, keeping the slashes.
+func escapeKey(key string) string {
+	if !strings.HasPrefix(key, "/") {
+		key = "/" + key
+	}
+	segs := strings.Split(key, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/")
+}
