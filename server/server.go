@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"cairn/httpapi"
 	"cairn/leases"
 	"cairn/storage"
+	"cairn/watchers"
 )
 
 // clusterVersion is the etcd cluster version Cairn speaks (the v2 API of 3.5).
@@ -49,8 +51,10 @@ type Config struct {
 	HeartbeatInterval        time.Duration
 	ElectionTimeout          time.Duration
 	SnapshotCount            uint64
-	Logger                   *slog.Logger
-	Version                  string
+	// MaxWatchers caps the watchers open at once on this member (0: no cap).
+	MaxWatchers int
+	Logger      *slog.Logger
+	Version     string
 }
 
 func (c *Config) setDefaults() {
@@ -59,6 +63,13 @@ func (c *Config) setDefaults() {
 	}
 	if c.DataDir == "" {
 		c.DataDir = c.Name + ".cairn"
+	}
+	if c.InitialCluster == "" {
+		parts := make([]string, 0, len(c.InitialAdvertisePeerURLs))
+		for _, u := range c.InitialAdvertisePeerURLs {
+			parts = append(parts, c.Name+"="+u)
+		}
+		c.InitialCluster = strings.Join(parts, ",")
 	}
 	if c.InitialClusterState == "" {
 		c.InitialClusterState = "new"
@@ -94,6 +105,7 @@ type Server struct {
 	tree     *storage.Tree
 	node     *consensus.Node
 	expirer  *leases.Expirer
+	hub      *watchers.Hub
 	cluster  *staticCluster
 	registry *prometheus.Registry
 
@@ -202,12 +214,13 @@ func (s *Server) start() error {
 	if !restart {
 		peers = ids
 	}
+	s.hub = watchers.New(watchers.Config{HistoryEvents: 1000, MaxWatchers: cfg.MaxWatchers}, s.tree.StoreIndex())
 	s.node, err = consensus.Start(consensus.Config{
 		ID:             selfID,
 		Peers:          peers,
 		Engine:         s.engine,
 		SM:             s.tree,
-		Observer:       s.expirer,
+		Observer:       observers{s.hub, s.expirer},
 		TickInterval:   cfg.HeartbeatInterval,
 		HeartbeatTicks: 1,
 		ElectionTicks:  max(int(cfg.ElectionTimeout/cfg.HeartbeatInterval), 2),
@@ -228,7 +241,8 @@ func (s *Server) start() error {
 	}
 	s.cluster.members = []api.Member{s.cluster.self}
 
-	router := httpapi.NewRouter(raftAdapter{s.node}, s.tree, s.cluster, httpapi.Options{
+	router := httpapi.NewRouter(raftAdapter{s.node}, storeAdapter{s.tree}, s.cluster, httpapi.Options{
+		Watches:         watchAdapter{s.hub},
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		CORSOrigins:     cfg.CORSOrigins,
 		Logger:          s.logger.With("component", "http"),
