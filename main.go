@@ -65,6 +65,7 @@ func serveCommand() *cli.Command {
 			&cli.IntFlag{Name: "heartbeat-interval", Value: 100, EnvVars: env("heartbeat-interval"), Usage: "raft heartbeat interval in ms"},
 			&cli.IntFlag{Name: "election-timeout", Value: 1000, EnvVars: env("election-timeout"), Usage: "raft election timeout in ms"},
 			&cli.Uint64Flag{Name: "snapshot-count", Value: 10000, EnvVars: env("snapshot-count"), Usage: "applied entries between raft log compactions"},
+			&cli.IntFlag{Name: "max-watchers", Value: 0, EnvVars: env("max-watchers"), Usage: "watchers open at once on this member (0: no limit)"},
 			str("log-level", "info", "debug, info, warn or error"),
 		},
 		Action: runServe,
@@ -92,14 +93,6 @@ func runServe(c *cli.Context) error {
 	if dataDir == "" {
 		dataDir = name + ".cairn"
 	}
-	initialCluster := c.String("initial-cluster")
-	if initialCluster == "" {
-		var parts []string
-		for _, u := range splitList(c.String("initial-advertise-peer-urls")) {
-			parts = append(parts, name+"="+u)
-		}
-		initialCluster = strings.Join(parts, ",")
-	}
 	var inMemory bool
 	switch c.String("storage") {
 	case "disk":
@@ -116,7 +109,7 @@ func runServe(c *cli.Context) error {
 		AdvertiseClientURLs:      splitList(c.String("advertise-client-urls")),
 		ListenPeerURLs:           splitList(c.String("listen-peer-urls")),
 		InitialAdvertisePeerURLs: splitList(c.String("initial-advertise-peer-urls")),
-		InitialCluster:           initialCluster,
+		InitialCluster:           c.String("initial-cluster"),
 		InitialClusterState:      c.String("initial-cluster-state"),
 		InitialClusterToken:      c.String("initial-cluster-token"),
 		MaxRequestBytes:          c.Int64("max-request-bytes"),
@@ -124,6 +117,7 @@ func runServe(c *cli.Context) error {
 		HeartbeatInterval:        time.Duration(c.Int("heartbeat-interval")) * time.Millisecond,
 		ElectionTimeout:          time.Duration(c.Int("election-timeout")) * time.Millisecond,
 		SnapshotCount:            c.Uint64("snapshot-count"),
+		MaxWatchers:              c.Int("max-watchers"),
 		Logger:                   logger,
 		Version:                  version,
 	}

@@ -42,6 +42,9 @@ func (a watchAdapter) Watch(key string, recursive, stream bool, sinceIndex uint6
 		if errors.As(err, &apiErr) {
 			return nil, apiErr
 		}
+		if errors.Is(err, watchers.ErrClosed) {
+			return nil, api.NewError(api.EcodeRaftInternal, "etcdserver: server stopped", 0)
+		}
 		return nil, api.NewError(api.EcodeRaftInternal, err.Error(), 0)
 	}
 	return watcherAdapter{w}, nil

@@ -225,7 +225,7 @@ func (s *Server) start() error {
 		HeartbeatTicks: 1,
 		ElectionTicks:  max(int(cfg.ElectionTimeout/cfg.HeartbeatInterval), 2),
 		SnapshotCount:  cfg.SnapshotCount,
-		Logger:         s.logger.With("component", "raft"),
+		Logger:         s.logger,
 		Registerer:     s.registry,
 	})
 	if err != nil {
@@ -353,6 +353,11 @@ func (s *Server) Stop(ctx context.Context) error {
 	var err error
 	s.stopOnce.Do(func() {
 		var errs []error
+		// Open watches never end on their own: finish them so Shutdown
+		// only waits for real in-flight requests.
+		if s.hub != nil {
+			s.hub.Close()
+		}
 		for _, hs := range append(slices.Clone(s.clientServers), s.peerServers...) {
 			if e := hs.Shutdown(ctx); e != nil {
 				// Watches never end on their own: cut whatever is left.

@@ -6,6 +6,7 @@
 package watchers
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -26,7 +27,10 @@ type Config struct {
 }
 
 // ErrTooManyWatchers is returned when MaxWatchers are already open.
-var ErrTooManyWatchers = fmt.Errorf("watchers: too many open watchers")
+var ErrTooManyWatchers = errors.New("watchers: too many open watchers")
+
+// ErrClosed is returned by Watch after Close.
+var ErrClosed = errors.New("watchers: shutting down")
 
 // Hub fans applied events out to watchers. Applied is called by the apply
 // path, in index order, after the events are durable; it never blocks.
@@ -41,6 +45,7 @@ type Hub struct {
 	byPath  map[string]*pathWatchers
 	count   atomic.Int64
 	evicted atomic.Int64
+	closed  bool
 }
 
 type pathWatchers struct {
@@ -107,6 +112,9 @@ func (h *Hub) CurrentIndex() uint64 {
 func (h *Hub) Watch(path string, recursive, stream bool, sinceIndex uint64) (*Watcher, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
 	if h.cfg.MaxWatchers > 0 && int(h.count.Load()) >= h.cfg.MaxWatchers {
 		return nil, ErrTooManyWatchers
 	}
@@ -175,11 +183,26 @@ func (h *Hub) Applied(_ uint64, events []*api.Event) {
 	}
 }
 
+// Close ends every watcher (their responses finish) and refuses new ones.
+// Called at shutdown so open watches do not hold the server up.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	h.removeAllLocked()
+}
+
 // Restored drops every watcher after a snapshot install: their history no
 // longer lines up with the store. Clients re-watch.
 func (h *Hub) Restored(index uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.removeAllLocked()
+	h.size, h.head = 0, 0
+	clear(h.history)
+}
+
+func (h *Hub) removeAllLocked() {
 	for _, pw := range h.byPath {
 		for w := range pw.exact {
 			h.evictLocked(w)
@@ -188,8 +211,6 @@ func (h *Hub) Restored(index uint64) {
 			h.evictLocked(w)
 		}
 	}
-	h.size, h.head = 0, 0
-	clear(h.history)
 }
 
 // SetCurrent sets the store index when no events were seen yet (at start).
