@@ -30,26 +30,26 @@ const (
 )
 
 var (
-	keyHardState = []byte{prefixRaft, raftKeyHardState}
-	keyConfState = []byte{prefixRaft, raftKeyConfState}
-	keySnapshot  = []byte{prefixRaft, raftKeySnapshot}
-	// keyEntriesEnd is the exclusive upper bound of every entry key.
-	keyEntriesEnd = []byte{prefixRaft, raftKeyEntry + 1}
+	raftKeyHS   = []byte{prefixRaft, raftKeyHardState}
+	raftKeyCS   = []byte{prefixRaft, raftKeyConfState}
+	raftKeySnap = []byte{prefixRaft, raftKeySnapshot}
+	// raftEntriesEnd is the exclusive upper bound of every entry key.
+	raftEntriesEnd = []byte{prefixRaft, raftKeyEntry + 1}
 )
 
 // ErrCorruptRaftLog reports persisted raft state that cannot be decoded or
 // that breaks an invariant (a gap in the entries).
 var ErrCorruptRaftLog = errors.New("storage: corrupt raft log")
 
-// entryKey is 0x01 'e' + index in big endian, so entries sort by index.
-func entryKey(index uint64) []byte {
+// raftEntryKey is 0x01 'e' + index in big endian, so entries sort by index.
+func raftEntryKey(index uint64) []byte {
 	k := make([]byte, 10)
 	k[0], k[1] = prefixRaft, raftKeyEntry
 	binary.BigEndian.PutUint64(k[2:], index)
 	return k
 }
 
-var marshal = proto.MarshalOptions{}
+var raftMarshal = proto.MarshalOptions{}
 
 // SaveRaftReady writes what a raft Ready asks to persist, in this order:
 //
@@ -71,7 +71,7 @@ func (b *Batch) SaveRaftReady(hs *raftpb.HardState, ents []*raftpb.Entry, snap *
 		if err := b.saveSnapshotMeta(md); err != nil {
 			return err
 		}
-		if err := b.delRange(entryKey(0), keyEntriesEnd); err != nil {
+		if err := b.delRange(raftEntryKey(0), raftEntriesEnd); err != nil {
 			return fmt.Errorf("drop entries before snapshot %d: %w", md.GetIndex(), err)
 		}
 		if err := b.SaveConfState(md.GetConfState()); err != nil {
@@ -80,11 +80,11 @@ func (b *Batch) SaveRaftReady(hs *raftpb.HardState, ents []*raftpb.Entry, snap *
 		lastIndex = md.GetIndex()
 	}
 	if hs != nil && (hs.GetTerm() != 0 || hs.GetVote() != 0 || hs.GetCommit() != 0) {
-		v, err := marshal.Marshal(hs)
+		v, err := raftMarshal.Marshal(hs)
 		if err != nil {
 			return fmt.Errorf("marshal hardstate: %w", err)
 		}
-		if err := b.set(keyHardState, v); err != nil {
+		if err := b.set(raftKeyHS, v); err != nil {
 			return fmt.Errorf("save hardstate: %w", err)
 		}
 	}
@@ -93,7 +93,7 @@ func (b *Batch) SaveRaftReady(hs *raftpb.HardState, ents []*raftpb.Entry, snap *
 	}
 	first := ents[0].GetIndex()
 	if first <= lastIndex {
-		if err := b.delRange(entryKey(first), entryKey(lastIndex+1)); err != nil {
+		if err := b.delRange(raftEntryKey(first), raftEntryKey(lastIndex+1)); err != nil {
 			return fmt.Errorf("truncate entries from %d: %w", first, err)
 		}
 	}
@@ -103,12 +103,12 @@ func (b *Batch) SaveRaftReady(hs *raftpb.HardState, ents []*raftpb.Entry, snap *
 			return fmt.Errorf("%w: entries not contiguous at %d", ErrCorruptRaftLog, e.GetIndex())
 		}
 		var err error
-		buf, err = marshal.MarshalAppend(buf[:0], e)
+		buf, err = raftMarshal.MarshalAppend(buf[:0], e)
 		if err != nil {
 			return fmt.Errorf("marshal entry %d: %w", e.GetIndex(), err)
 		}
 		// Pebble copies key and value into the batch, so buf can be reused.
-		if err := b.set(entryKey(e.GetIndex()), buf); err != nil {
+		if err := b.set(raftEntryKey(e.GetIndex()), buf); err != nil {
 			return fmt.Errorf("save entry %d: %w", e.GetIndex(), err)
 		}
 	}
@@ -120,11 +120,11 @@ func (b *Batch) SaveRaftReady(hs *raftpb.HardState, ents []*raftpb.Entry, snap *
 // restart with raft.Config.Applied = the state machine's applied index starts
 // from the right configuration.
 func (b *Batch) SaveConfState(cs *raftpb.ConfState) error {
-	v, err := marshal.Marshal(raftpb.EnsureConfState(cs))
+	v, err := raftMarshal.Marshal(raftpb.EnsureConfState(cs))
 	if err != nil {
 		return fmt.Errorf("marshal confstate: %w", err)
 	}
-	if err := b.set(keyConfState, v); err != nil {
+	if err := b.set(raftKeyCS, v); err != nil {
 		return fmt.Errorf("save confstate: %w", err)
 	}
 	return nil
@@ -140,18 +140,18 @@ func (b *Batch) CompactRaftLog(md *raftpb.SnapshotMetadata) error {
 	if err := b.saveSnapshotMeta(md); err != nil {
 		return err
 	}
-	if err := b.delRange(entryKey(0), entryKey(md.GetIndex()+1)); err != nil {
+	if err := b.delRange(raftEntryKey(0), raftEntryKey(md.GetIndex()+1)); err != nil {
 		return fmt.Errorf("compact raft log to %d: %w", md.GetIndex(), err)
 	}
 	return nil
 }
 
 func (b *Batch) saveSnapshotMeta(md *raftpb.SnapshotMetadata) error {
-	v, err := marshal.Marshal(md)
+	v, err := raftMarshal.Marshal(md)
 	if err != nil {
 		return fmt.Errorf("marshal snapshot metadata: %w", err)
 	}
-	if err := b.set(keySnapshot, v); err != nil {
+	if err := b.set(raftKeySnap, v); err != nil {
 		return fmt.Errorf("save snapshot metadata %d: %w", md.GetIndex(), err)
 	}
 	return nil
@@ -193,14 +193,14 @@ func (e *Engine) LoadRaftLog() (*RaftLog, error) {
 		HardState: &raftpb.HardState{},
 		Snapshot:  &raftpb.SnapshotMetadata{},
 	}
-	if err := e.load(keyHardState, l.HardState); err != nil {
+	if err := e.loadRaftRecord(raftKeyHS, l.HardState); err != nil {
 		return nil, fmt.Errorf("load hardstate: %w", err)
 	}
-	if err := e.load(keySnapshot, l.Snapshot); err != nil {
+	if err := e.loadRaftRecord(raftKeySnap, l.Snapshot); err != nil {
 		return nil, fmt.Errorf("load snapshot metadata: %w", err)
 	}
 	cs := &raftpb.ConfState{}
-	found, err := e.loadFound(keyConfState, cs)
+	found, err := e.loadRaftRecordFound(raftKeyCS, cs)
 	if err != nil {
 		return nil, fmt.Errorf("load confstate: %w", err)
 	}
@@ -211,7 +211,7 @@ func (e *Engine) LoadRaftLog() (*RaftLog, error) {
 
 	start := l.Snapshot.GetIndex() + 1
 	next := start
-	err = e.scan(entryKey(start), keyEntriesEnd, func(k, v []byte) error {
+	err = e.scan(raftEntryKey(start), raftEntriesEnd, func(k, v []byte) error {
 		if len(k) != 10 {
 			return fmt.Errorf("%w: entry key of %d bytes", ErrCorruptRaftLog, len(k))
 		}
@@ -236,12 +236,12 @@ func (e *Engine) LoadRaftLog() (*RaftLog, error) {
 	return l, nil
 }
 
-func (e *Engine) load(key []byte, m proto.Message) error {
-	_, err := e.loadFound(key, m)
+func (e *Engine) loadRaftRecord(key []byte, m proto.Message) error {
+	_, err := e.loadRaftRecordFound(key, m)
 	return err
 }
 
-func (e *Engine) loadFound(key []byte, m proto.Message) (bool, error) {
+func (e *Engine) loadRaftRecordFound(key []byte, m proto.Message) (bool, error) {
 	v, found, err := e.get(key)
 	if err != nil || !found {
 		return false, err

@@ -8,7 +8,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 )
 
-func openMem(t *testing.T, fs vfs.FS) *Engine {
+func openRaftTestEngine(t *testing.T, fs vfs.FS) *Engine {
 	t.Helper()
 	if fs == nil {
 		fs = vfs.NewMem()
@@ -20,7 +20,7 @@ func openMem(t *testing.T, fs vfs.FS) *Engine {
 	return e
 }
 
-func ents(first, last, term uint64) []*raftpb.Entry {
+func raftTestEntries(first, last, term uint64) []*raftpb.Entry {
 	var out []*raftpb.Entry
 	for i := first; i <= last; i++ {
 		out = append(out, &raftpb.Entry{Index: new(i), Term: new(term), Type: raftpb.EntryNormal.Enum(), Data: []byte{byte(i)}})
@@ -28,7 +28,7 @@ func ents(first, last, term uint64) []*raftpb.Entry {
 	return out
 }
 
-func save(t *testing.T, e *Engine, hs *raftpb.HardState, es []*raftpb.Entry, snap *raftpb.Snapshot, last uint64) {
+func raftTestSave(t *testing.T, e *Engine, hs *raftpb.HardState, es []*raftpb.Entry, snap *raftpb.Snapshot, last uint64) {
 	t.Helper()
 	b := e.NewBatch()
 	defer b.Close()
@@ -40,7 +40,7 @@ func save(t *testing.T, e *Engine, hs *raftpb.HardState, es []*raftpb.Entry, sna
 	}
 }
 
-func load(t *testing.T, e *Engine) *RaftLog {
+func raftTestLoad(t *testing.T, e *Engine) *RaftLog {
 	t.Helper()
 	l, err := e.LoadRaftLog()
 	if err != nil {
@@ -50,7 +50,7 @@ func load(t *testing.T, e *Engine) *RaftLog {
 }
 
 // checkEntries asserts that l holds exactly first..last with the given terms.
-func checkEntries(t *testing.T, l *RaftLog, first uint64, terms ...uint64) {
+func checkRaftEntries(t *testing.T, l *RaftLog, first uint64, terms ...uint64) {
 	t.Helper()
 	if len(l.Entries) != len(terms) {
 		t.Fatalf("got %d entries, want %d", len(l.Entries), len(terms))
@@ -67,65 +67,65 @@ func checkEntries(t *testing.T, l *RaftLog, first uint64, terms ...uint64) {
 }
 
 func TestRaftLogEmpty(t *testing.T) {
-	e := openMem(t, nil)
+	e := openRaftTestEngine(t, nil)
 	defer e.Close()
-	l := load(t, e)
+	l := raftTestLoad(t, e)
 	if !l.Empty() || l.LastIndex() != 0 || l.HardState == nil || l.Snapshot == nil || l.ConfState == nil {
 		t.Fatalf("new member: %+v", l)
 	}
 }
 
 func TestRaftLogSaveLoad(t *testing.T) {
-	e := openMem(t, nil)
+	e := openRaftTestEngine(t, nil)
 	defer e.Close()
 	hs := &raftpb.HardState{Term: new(uint64(3)), Vote: new(uint64(1)), Commit: new(uint64(7))}
-	save(t, e, hs, ents(1, 10, 3), nil, 0)
+	raftTestSave(t, e, hs, raftTestEntries(1, 10, 3), nil, 0)
 	// A commit-only HardState update with no entries.
-	save(t, e, &raftpb.HardState{Term: new(uint64(3)), Vote: new(uint64(1)), Commit: new(uint64(10))}, nil, nil, 10)
+	raftTestSave(t, e, &raftpb.HardState{Term: new(uint64(3)), Vote: new(uint64(1)), Commit: new(uint64(10))}, nil, nil, 10)
 	// An empty HardState must not overwrite the stored one.
-	save(t, e, &raftpb.HardState{}, nil, nil, 10)
+	raftTestSave(t, e, &raftpb.HardState{}, nil, nil, 10)
 
-	l := load(t, e)
+	l := raftTestLoad(t, e)
 	if l.Empty() {
 		t.Fatal("log reported empty")
 	}
 	if l.HardState.GetTerm() != 3 || l.HardState.GetVote() != 1 || l.HardState.GetCommit() != 10 {
 		t.Fatalf("hardstate: %v", l.HardState)
 	}
-	checkEntries(t, l, 1, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3)
+	checkRaftEntries(t, l, 1, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3)
 	if l.LastIndex() != 10 {
 		t.Fatalf("last index %d", l.LastIndex())
 	}
 }
 
 func TestRaftLogConflictingSuffix(t *testing.T) {
-	e := openMem(t, nil)
+	e := openRaftTestEngine(t, nil)
 	defer e.Close()
-	save(t, e, nil, ents(1, 10, 1), nil, 0)
+	raftTestSave(t, e, nil, raftTestEntries(1, 10, 1), nil, 0)
 	// A new leader overwrites 6..10 with a shorter suffix from term 2.
-	save(t, e, nil, ents(6, 8, 2), nil, 10)
-	l := load(t, e)
-	checkEntries(t, l, 1, 1, 1, 1, 1, 1, 2, 2, 2)
+	raftTestSave(t, e, nil, raftTestEntries(6, 8, 2), nil, 10)
+	l := raftTestLoad(t, e)
+	checkRaftEntries(t, l, 1, 1, 1, 1, 1, 1, 2, 2, 2)
 	// Appending after the suffix needs no deletion.
-	save(t, e, nil, ents(9, 9, 2), nil, 8)
-	checkEntries(t, load(t, e), 1, 1, 1, 1, 1, 1, 2, 2, 2, 2)
+	raftTestSave(t, e, nil, raftTestEntries(9, 9, 2), nil, 8)
+	checkRaftEntries(t, raftTestLoad(t, e), 1, 1, 1, 1, 1, 1, 2, 2, 2, 2)
 }
 
 func TestRaftLogNonContiguousRejected(t *testing.T) {
-	e := openMem(t, nil)
+	e := openRaftTestEngine(t, nil)
 	defer e.Close()
 	b := e.NewBatch()
 	defer b.Close()
-	es := append(ents(1, 2, 1), ents(4, 4, 1)...)
+	es := append(raftTestEntries(1, 2, 1), raftTestEntries(4, 4, 1)...)
 	if err := b.SaveRaftReady(nil, es, nil, 0); !errors.Is(err, ErrCorruptRaftLog) {
 		t.Fatalf("got %v, want ErrCorruptRaftLog", err)
 	}
 }
 
 func TestRaftLogCompact(t *testing.T) {
-	e := openMem(t, nil)
+	e := openRaftTestEngine(t, nil)
 	defer e.Close()
-	save(t, e, nil, ents(1, 20, 1), nil, 0)
+	raftTestSave(t, e, nil, raftTestEntries(1, 20, 1), nil, 0)
 	cs := &raftpb.ConfState{Voters: []uint64{1, 2, 3}}
 	b := e.NewBatch()
 	if err := b.CompactRaftLog(&raftpb.SnapshotMetadata{Index: new(uint64(12)), Term: new(uint64(1)), ConfState: cs}); err != nil {
@@ -136,17 +136,17 @@ func TestRaftLogCompact(t *testing.T) {
 	}
 	b.Close()
 
-	l := load(t, e)
+	l := raftTestLoad(t, e)
 	if l.Snapshot.GetIndex() != 12 || l.Snapshot.GetTerm() != 1 {
 		t.Fatalf("snapshot meta %v", l.Snapshot)
 	}
 	if got := l.ConfState.GetVoters(); len(got) != 3 {
 		t.Fatalf("confstate from snapshot: %v", l.ConfState)
 	}
-	checkEntries(t, l, 13, 1, 1, 1, 1, 1, 1, 1, 1)
+	checkRaftEntries(t, l, 13, 1, 1, 1, 1, 1, 1, 1, 1)
 	// The compacted keys are gone from the engine, not just skipped.
 	n := 0
-	if err := e.scan(entryKey(0), entryKey(13), func(k, v []byte) error { n++; return nil }); err != nil {
+	if err := e.scan(raftEntryKey(0), raftEntryKey(13), func(k, v []byte) error { n++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if n != 0 {
@@ -162,28 +162,28 @@ func TestRaftLogCompact(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Close()
-	if got := load(t, e).ConfState.GetVoters(); len(got) != 1 || got[0] != 1 {
+	if got := raftTestLoad(t, e).ConfState.GetVoters(); len(got) != 1 || got[0] != 1 {
 		t.Fatalf("confstate record: %v", got)
 	}
 }
 
 func TestRaftLogSnapshot(t *testing.T) {
-	e := openMem(t, nil)
+	e := openRaftTestEngine(t, nil)
 	defer e.Close()
-	save(t, e, nil, ents(1, 10, 1), nil, 0)
+	raftTestSave(t, e, nil, raftTestEntries(1, 10, 1), nil, 0)
 	snap := &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{
 		Index: new(uint64(50)), Term: new(uint64(4)),
 		ConfState: &raftpb.ConfState{Voters: []uint64{1, 2}},
 	}}
 	hs := &raftpb.HardState{Term: new(uint64(4)), Commit: new(uint64(50))}
-	save(t, e, hs, ents(51, 52, 4), snap, 10)
-	l := load(t, e)
+	raftTestSave(t, e, hs, raftTestEntries(51, 52, 4), snap, 10)
+	l := raftTestLoad(t, e)
 	if l.Snapshot.GetIndex() != 50 || l.HardState.GetCommit() != 50 || len(l.ConfState.GetVoters()) != 2 {
 		t.Fatalf("after snapshot: %+v", l)
 	}
-	checkEntries(t, l, 51, 4, 4)
+	checkRaftEntries(t, l, 51, 4, 4)
 	n := 0
-	if err := e.scan(entryKey(0), keyEntriesEnd, func(k, v []byte) error { n++; return nil }); err != nil {
+	if err := e.scan(raftEntryKey(0), raftEntriesEnd, func(k, v []byte) error { n++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if n != 2 {
@@ -192,11 +192,11 @@ func TestRaftLogSnapshot(t *testing.T) {
 }
 
 func TestRaftLogGapIsCorrupt(t *testing.T) {
-	e := openMem(t, nil)
+	e := openRaftTestEngine(t, nil)
 	defer e.Close()
-	save(t, e, nil, ents(1, 5, 1), nil, 0)
+	raftTestSave(t, e, nil, raftTestEntries(1, 5, 1), nil, 0)
 	b := e.NewBatch()
-	if err := b.del(entryKey(3)); err != nil {
+	if err := b.del(raftEntryKey(3)); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Commit(b, false); err != nil {
@@ -212,10 +212,10 @@ func TestRaftLogGapIsCorrupt(t *testing.T) {
 // unsynced one may be lost but never leaves a torn log.
 func TestRaftLogCrash(t *testing.T) {
 	fs := vfs.NewCrashableMem()
-	e := openMem(t, fs)
-	save(t, e, &raftpb.HardState{Term: new(uint64(1)), Commit: new(uint64(5))}, ents(1, 5, 1), nil, 0)
+	e := openRaftTestEngine(t, fs)
+	raftTestSave(t, e, &raftpb.HardState{Term: new(uint64(1)), Commit: new(uint64(5))}, raftTestEntries(1, 5, 1), nil, 0)
 	b := e.NewBatch()
-	if err := b.SaveRaftReady(nil, ents(6, 9, 1), nil, 5); err != nil {
+	if err := b.SaveRaftReady(nil, raftTestEntries(6, 9, 1), nil, 5); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Commit(b, false); err != nil {
@@ -227,14 +227,14 @@ func TestRaftLogCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e2 := openMem(t, crashed)
+	e2 := openRaftTestEngine(t, crashed)
 	defer e2.Close()
-	l := load(t, e2)
+	l := raftTestLoad(t, e2)
 	if l.HardState.GetCommit() != 5 {
 		t.Fatalf("hardstate after crash: %v", l.HardState)
 	}
 	if n := len(l.Entries); n != 5 && n != 9 {
 		t.Fatalf("%d entries after crash, want 5 or 9", n)
 	}
-	checkEntries(t, &RaftLog{Entries: l.Entries[:5]}, 1, 1, 1, 1, 1, 1)
+	checkRaftEntries(t, &RaftLog{Entries: l.Entries[:5]}, 1, 1, 1, 1, 1, 1)
 }

@@ -1,0 +1,591 @@
+package consensus
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"cairn/api"
+	"cairn/storage"
+)
+
+// StateMachine is the deterministic replicated state the log is applied to
+// (satisfied by *storage.Tree). All methods are called on the loop goroutine
+// only; Apply/ApplyExpire/SetApplied/Restore write their records and the
+// applied index into the given batch, which the loop commits.
+type StateMachine interface {
+	// Apply applies one command at raftIndex. A semantic failure is the
+	// *api.Error (still a consumed index); a non-nil error is a storage
+	// failure and stops the member. Never called with OpExpire.
+	Apply(b *storage.Batch, raftIndex uint64, c *storage.Cmd) (*api.Event, *api.Error, error)
+	// ApplyExpire removes everything that expired at or before now (the
+	// proposing leader's clock, carried in the entry).
+	ApplyExpire(b *storage.Batch, raftIndex uint64, now int64) ([]*api.Event, error)
+	// SetApplied records raftIndex as applied for entries without a command
+	// (a new leader's empty entry, conf changes).
+	SetApplied(b *storage.Batch, raftIndex uint64) error
+	// AppliedIndex is the index of the last applied entry.
+	AppliedIndex() uint64
+	// Export writes a point-in-time image of the state (snapshot data).
+	Export(w io.Writer) error
+	// Restore replaces the state with an exported image taken at raftIndex.
+	Restore(r io.Reader, b *storage.Batch, raftIndex uint64) error
+}
+
+// ApplyObserver learns about applied state, on the loop goroutine, after
+// the apply batch is committed and the proposers were answered. It must not
+// block (watchers.Hub and leases.Expirer do non-blocking hand-offs).
+type ApplyObserver interface {
+	// Applied reports that every entry up to index is applied; events are
+	// the events of the entries applied since the previous call, in index
+	// order (possibly none: empty entries, conf changes, failed commands).
+	Applied(index uint64, events []*api.Event)
+	// Restored reports that the state was replaced by a snapshot at index.
+	Restored(index uint64)
+}
+
+// Transport carries raft messages to the other members.
+type Transport interface {
+	// Send queues msgs for delivery and never blocks; the transport owns the
+	// messages afterwards. Undeliverable messages are dropped and reported
+	// through Node.ReportUnreachable; a MsgSnap's outcome through
+	// Node.ReportSnapshot.
+	Send(msgs []*raftpb.Message)
+	Close() error
+}
+
+// Status is a copy of the member's raft state, published by the loop.
+type Status struct {
+	ID      uint64
+	Leader  uint64 // 0 when there is none
+	Term    uint64
+	Commit  uint64
+	Applied uint64
+	// Role is "StateLeader", "StateFollower", "StateCandidate" or "StatePreCandidate".
+	Role string
+	// LeaderSince is when this member last saw a leader elected (zero with no leader).
+	LeaderSince time.Time
+}
+
+// published is what the loop shares with other goroutines.
+type published struct {
+	status       atomic.Pointer[Status]
+	leaderChange *notifier
+}
+
+// readRequest is one ReadIndex round trip shared by every ReadBarrier that
+// was waiting when it was issued.
+type readRequest struct {
+	ctx     []byte
+	waiters []*readWaiter
+	issued  uint64 // tick count at the last (re)issue
+}
+
+// waiterResult is a proposer's result held until the apply batch commits.
+type waiterResult struct {
+	id uint64
+	r  result
+}
+
+const (
+	// readRetryTicks: a ReadIndex without an answer after this many ticks
+	// (a dropped message, a leader change) is issued again.
+	readRetryTicks = 5
+	// prunePendingTicks: how often proposals held for a leader are checked
+	// for abandoned waiters.
+	prunePendingTicks = 10
+)
+
+// core is one member's raft state machine and the loop body, as plain
+// methods (tick, step, propose, readIndex, handleReady). It owns the
+// RawNode and must be used from one goroutine only; it holds no channels
+// and no timers, so tests can drive it step by step. Node.run is the
+// production driver.
+type core struct {
+	id  uint64
+	rn  *raft.RawNode
+	ms  *raft.MemoryStorage
+	eng *storage.Engine
+	sm  StateMachine
+	obs ApplyObserver
+	tr  Transport
+	log *slog.Logger
+	met *metrics
+	now func() time.Time
+
+	waits *waitRegistry
+	pub   *published
+
+	snapshotCount  uint64
+	catchUpEntries uint64
+
+	applied        uint64            // last index applied to sm and committed to pebble
+	confState      *raftpb.ConfState // as of applied
+	lastCompaction uint64            // applied index at the last compaction (or the loaded snapshot)
+
+	lead            uint64
+	role            raft.StateType
+	term, commit    uint64
+	leaderSince     time.Time
+	leaderAppeared  bool // a leader appeared in the last Ready: flush held work after Advance
+	campaignPending bool
+
+	held         []proposal // proposals held while no leader is known
+	readQueue    []*readWaiter
+	readInflight map[uint64]*readRequest
+	readSeq      uint64
+	appliedWaits appliedWaits
+	ticks        uint64
+
+	// per Ready: results is reused, events is handed to the observer
+	results []waiterResult
+	events  []*api.Event
+}
+
+// tick advances raft's logical clock by one tick (election and heartbeat
+// timeouts are counted in ticks) and retries stalled reads.
+func (c *core) tick() {
+	c.ticks++
+	c.rn.Tick()
+	c.retryReads(false)
+	if c.ticks%prunePendingTicks == 0 {
+		c.pruneHeld()
+	}
+}
+
+// step hands a message from a peer to raft. Messages raft refuses (from an
+// unknown peer, local types) are dropped: raft tolerates message loss.
+func (c *core) step(m *raftpb.Message) {
+	if err := c.rn.Step(m); err != nil {
+		c.log.Debug("raft step dropped a message", "type", m.GetType().String(), "from", m.GetFrom(), "err", err)
+	}
+}
+
+// report passes transport feedback to raft.
+func (c *core) report(r report) {
+	if !r.snapshot {
+		c.rn.ReportUnreachable(r.id)
+		return
+	}
+	st := raft.SnapshotFinish
+	if r.failed {
+		st = raft.SnapshotFailure
+	}
+	c.rn.ReportSnapshot(r.id, st)
+}
+
+// propose appends proposals to the raft log, all in one MsgProp (one
+// append, one broadcast). Without a known leader they are held until one
+// appears: a proposal then waits up to its caller's deadline, as in etcd.
+func (c *core) propose(ps []proposal) {
+	if len(ps) == 0 {
+		return
+	}
+	if c.lead == raft.None {
+		c.held = append(c.held, ps...)
+		return
+	}
+	ents := make([]*raftpb.Entry, 0, len(ps))
+	for _, p := range ps {
+		if c.waits.has(p.id) { // the proposer may have given up already
+			ents = append(ents, &raftpb.Entry{Data: p.data})
+		}
+	}
+	if len(ents) == 0 {
+		return
+	}
+	err := c.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(c.id), Entries: ents})
+	if err != nil {
+		c.log.Debug("proposals dropped", "count", len(ps), "err", err)
+		for _, p := range ps {
+			c.waits.trigger(p.id, result{err: ErrProposalDropped})
+		}
+	}
+}
+
+// pruneHeld forgets held proposals whose proposer gave up.
+func (c *core) pruneHeld() {
+	kept := c.held[:0]
+	for _, p := range c.held {
+		if c.waits.has(p.id) {
+			kept = append(kept, p)
+		}
+	}
+	clear(c.held[len(kept):])
+	c.held = kept
+}
+
+// readIndex queues ReadBarrier waiters; every waiter queued before the
+// next issue shares one ReadIndex request.
+func (c *core) readIndex(ws []*readWaiter) {
+	c.readQueue = append(c.readQueue, ws...)
+}
+
+// issueReads sends one ReadIndex for all queued waiters, when a leader is
+// known (a follower without a leader drops the request).
+func (c *core) issueReads() {
+	if len(c.readQueue) == 0 || c.lead == raft.None {
+		return
+	}
+	c.readSeq++
+	req := &readRequest{ctx: binary.BigEndian.AppendUint64(nil, c.readSeq), waiters: c.readQueue, issued: c.ticks}
+	c.readQueue = nil
+	c.readInflight[c.readSeq] = req
+	c.rn.ReadIndex(req.ctx)
+	c.met.readIndexes.Inc()
+}
+
+// retryReads re-issues ReadIndex requests that got no answer within
+// readRetryTicks (or all of them when force is set, after a leader change),
+// dropping waiters whose caller gave up. Re-issuing with the same context is
+// safe: every answer is a read index obtained after all of the request's
+// waiters arrived.
+func (c *core) retryReads(force bool) {
+	if len(c.readInflight) == 0 {
+		return
+	}
+	// In request order, so that a driven core is deterministic.
+	for _, seq := range slices.Sorted(maps.Keys(c.readInflight)) {
+		req := c.readInflight[seq]
+		if !force && c.ticks-req.issued < readRetryTicks {
+			continue
+		}
+		kept := req.waiters[:0]
+		for _, w := range req.waiters {
+			if !w.abandoned() {
+				kept = append(kept, w)
+			}
+		}
+		req.waiters = kept
+		if len(kept) == 0 {
+			delete(c.readInflight, seq)
+			continue
+		}
+		if c.lead != raft.None {
+			req.issued = c.ticks
+			c.rn.ReadIndex(req.ctx)
+		}
+	}
+}
+
+// handleReady processes one Ready, if raft has one, in the order raft
+// requires: persist (snapshot + HardState + entries in one batch, synced
+// when rd.MustSync: the only fsync), send, apply (one unsynced batch), then
+// answer proposers and readers, notify the observer, and Advance.
+func (c *core) handleReady() error {
+	if !c.rn.HasReady() {
+		return nil
+	}
+	rd := c.rn.Ready()
+	if rd.SoftState != nil {
+		c.softState(rd.SoftState)
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		c.term, c.commit = rd.HardState.GetTerm(), rd.HardState.GetCommit()
+	}
+
+	carry, err := c.persist(&rd)
+	if err != nil {
+		return err
+	}
+	if err := c.send(rd.Messages); err != nil {
+		if carry != nil {
+			carry.Close()
+		}
+		return err
+	}
+	if err := c.apply(rd.CommittedEntries, carry); err != nil {
+		return err
+	}
+	c.readStates(rd.ReadStates)
+	c.publish()
+	c.rn.Advance(rd)
+
+	if err := c.maybeCompact(); err != nil {
+		return err
+	}
+	if c.leaderAppeared {
+		c.leaderAppeared = false
+		held := c.held
+		c.held = nil
+		c.propose(held)
+		c.retryReads(true)
+	}
+	c.issueReads()
+	c.maybeCampaign()
+	return nil
+}
+
+// persist writes the Ready's snapshot, HardState and entries in one batch.
+// When rd.MustSync (new entries, term or vote) or a snapshot is present the
+// batch is committed with Sync and nil is returned. Otherwise (only the
+// commit index moved) the batch is returned unsynced, to be committed
+// together with the apply batch: one pebble commit for the Ready.
+func (c *core) persist(rd *raft.Ready) (*storage.Batch, error) {
+	hasSnap := !raft.IsEmptySnap(rd.Snapshot)
+	if !hasSnap && raft.IsEmptyHardState(rd.HardState) && len(rd.Entries) == 0 {
+		return nil, nil
+	}
+	lastIndex, err := c.ms.LastIndex()
+	if err != nil {
+		return nil, fmt.Errorf("raft storage last index: %w", err)
+	}
+	b := c.eng.NewBatch()
+	if err := b.SaveRaftReady(rd.HardState, rd.Entries, rd.Snapshot, lastIndex); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("save ready: %w", err)
+	}
+	var snapIndex uint64
+	if hasSnap {
+		snapIndex = rd.Snapshot.GetMetadata().GetIndex()
+		if err := c.sm.Restore(bytes.NewReader(rd.Snapshot.GetData()), b, snapIndex); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("restore snapshot at %d: %w", snapIndex, err)
+		}
+	}
+	if rd.MustSync || hasSnap {
+		start := time.Now()
+		err := c.eng.Commit(b, true)
+		b.Close()
+		if err != nil {
+			return nil, fmt.Errorf("persist ready (%d entries): %w", len(rd.Entries), err)
+		}
+		c.met.fsyncDuration.Observe(time.Since(start).Seconds())
+		if len(rd.Entries) > 0 {
+			c.met.readyBatch.Observe(float64(len(rd.Entries)))
+		}
+		b = nil
+	}
+	if hasSnap {
+		if err := c.ms.ApplySnapshot(rd.Snapshot); err != nil {
+			return nil, fmt.Errorf("apply snapshot %d to raft storage: %w", snapIndex, err)
+		}
+		c.applied = snapIndex
+		c.lastCompaction = snapIndex
+		c.confState = proto.Clone(raftpb.EnsureConfState(rd.Snapshot.GetMetadata().GetConfState())).(*raftpb.ConfState)
+		c.log.Info("restored snapshot", "index", snapIndex, "term", rd.Snapshot.GetMetadata().GetTerm())
+		c.publish()
+		if c.obs != nil {
+			c.obs.Restored(snapIndex)
+		}
+	}
+	err = nil
+	if !raft.IsEmptyHardState(rd.HardState) {
+		err = c.ms.SetHardState(rd.HardState)
+	}
+	if err == nil {
+		err = c.ms.Append(rd.Entries)
+	}
+	if err != nil {
+		if b != nil {
+			b.Close()
+		}
+		return nil, fmt.Errorf("raft memory storage: %w", err)
+	}
+	return b, nil
+}
+
+// send hands messages to the transport (after persisting, as raft
+// requires). A MsgSnap gets its data here: see snapshotForFollower.
+func (c *core) send(msgs []*raftpb.Message) error {
+	if len(msgs) == 0 || c.tr == nil {
+		return nil
+	}
+	for _, m := range msgs {
+		if m.GetType() == raftpb.MsgSnap {
+			if err := c.snapshotForFollower(m); err != nil {
+				return err
+			}
+		}
+	}
+	c.tr.Send(msgs)
+	return nil
+}
+
+// snapshotForFollower fills a MsgSnap raft built from MemoryStorage's
+// snapshot (which carries no data: compaction records only the metadata)
+// with an export of the state machine as it is now, at the applied index,
+// and rewrites the metadata to match, as etcd does. The follower's
+// MsgAppResp then moves its progress to the applied index. The export runs
+// on the loop; a large state would want a pebble snapshot streamed by the
+// transport instead.
+func (c *core) snapshotForFollower(m *raftpb.Message) error {
+	term, err := c.ms.Term(c.applied)
+	if err != nil {
+		return fmt.Errorf("term of applied index %d for a snapshot: %w", c.applied, err)
+	}
+	var buf bytes.Buffer
+	if err := c.sm.Export(&buf); err != nil {
+		return fmt.Errorf("export snapshot at %d: %w", c.applied, err)
+	}
+	m.Snapshot = &raftpb.Snapshot{
+		Data: buf.Bytes(),
+		Metadata: &raftpb.SnapshotMetadata{
+			Index:     new(c.applied),
+			Term:      new(term),
+			ConfState: proto.Clone(c.confState).(*raftpb.ConfState),
+		},
+	}
+	c.log.Info("sending snapshot", "to", m.GetTo(), "index", c.applied, "bytes", buf.Len())
+	return nil
+}
+
+// readStates resolves answered ReadIndex requests: waiters are released
+// now if the applied index already covers the read index, otherwise once
+// it does.
+func (c *core) readStates(rss []raft.ReadState) {
+	for _, rs := range rss {
+		if len(rs.RequestCtx) != 8 {
+			continue
+		}
+		seq := binary.BigEndian.Uint64(rs.RequestCtx)
+		req, ok := c.readInflight[seq]
+		if !ok {
+			continue // answer to a retry of a request already resolved
+		}
+		delete(c.readInflight, seq)
+		if rs.Index <= c.applied {
+			for _, w := range req.waiters {
+				w.done <- nil
+			}
+			continue
+		}
+		c.appliedWaits.add(rs.Index, req.waiters)
+	}
+}
+
+// softState tracks leader and role changes.
+func (c *core) softState(ss *raft.SoftState) {
+	if ss.Lead != c.lead {
+		c.lead = ss.Lead
+		if ss.Lead != raft.None {
+			c.leaderSince = c.now()
+			c.met.leaderChanges.Inc()
+			c.met.hasLeader.Set(1)
+			c.leaderAppeared = true
+			c.log.Info("leader elected", "leader", ss.Lead, "term", c.rn.BasicStatus().GetTerm())
+		} else {
+			c.leaderSince = time.Time{}
+			c.met.hasLeader.Set(0)
+			c.log.Info("no leader")
+		}
+		c.pub.leaderChange.notify()
+	}
+	if ss.RaftState != c.role {
+		c.role = ss.RaftState
+		if c.role == raft.StateLeader {
+			c.met.isLeader.Set(1)
+		} else {
+			c.met.isLeader.Set(0)
+		}
+	}
+}
+
+// publish makes the current status visible to Status(), allocating only
+// when something changed.
+func (c *core) publish() {
+	s := Status{
+		ID: c.id, Leader: c.lead, Term: c.term, Commit: c.commit, Applied: c.applied,
+		Role: c.role.String(), LeaderSince: c.leaderSince,
+	}
+	if old := c.pub.status.Load(); old != nil && *old == s {
+		return
+	}
+	c.pub.status.Store(&s)
+}
+
+// maybeCampaign makes a member whose configuration is itself alone campaign
+// at once instead of after an election timeout: a single-member cluster is
+// leader within milliseconds of Start. Raft refuses to campaign with
+// committed but unapplied conf changes (a new cluster's bootstrap entries),
+// so the attempt waits until everything committed is applied.
+func (c *core) maybeCampaign() {
+	if !c.campaignPending {
+		return
+	}
+	st := c.rn.BasicStatus()
+	if st.RaftState == raft.StateLeader {
+		c.campaignPending = false
+		return
+	}
+	if st.Applied < st.GetCommit() {
+		return
+	}
+	c.campaignPending = false
+	cs := c.confState
+	if len(cs.GetVoters()) == 1 && cs.GetVoters()[0] == c.id && len(cs.GetVotersOutgoing()) == 0 {
+		if err := c.rn.Campaign(); err != nil {
+			c.log.Warn("campaign", "err", err)
+		}
+	}
+}
+
+// maybeCompact compacts the raft log once SnapshotCount entries were
+// applied since the last compaction, keeping catchUpEntries entries so that
+// a slightly lagging follower catches up from the log, not a snapshot.
+// MemoryStorage gets a snapshot point (metadata only, see
+// snapshotForFollower) and drops the prefix; pebble records the same point
+// and range-deletes the entries, unsynced (losing it in a crash only keeps
+// entries that a restart skips).
+func (c *core) maybeCompact() error {
+	if c.snapshotCount == 0 || c.applied-c.lastCompaction < c.snapshotCount {
+		return nil
+	}
+	c.lastCompaction = c.applied
+	if c.applied <= c.catchUpEntries {
+		return nil
+	}
+	index := c.applied - c.catchUpEntries
+	first, err := c.ms.FirstIndex()
+	if err != nil {
+		return fmt.Errorf("raft storage first index: %w", err)
+	}
+	if index < first {
+		return nil
+	}
+	snap, err := c.ms.CreateSnapshot(index, c.confState, nil)
+	if err != nil {
+		return fmt.Errorf("create snapshot point at %d: %w", index, err)
+	}
+	if err := c.ms.Compact(index); err != nil {
+		return fmt.Errorf("compact raft storage to %d: %w", index, err)
+	}
+	b := c.eng.NewBatch()
+	defer b.Close()
+	if err := b.CompactRaftLog(snap.GetMetadata()); err != nil {
+		return err
+	}
+	if err := c.eng.Commit(b, false); err != nil {
+		return fmt.Errorf("compact raft log to %d: %w", index, err)
+	}
+	c.met.snapshots.Inc()
+	c.log.Debug("compacted raft log", "index", index, "applied", c.applied)
+	return nil
+}
+
+// failAll answers everything that waits on this member with err.
+func (c *core) failAll(err error) {
+	c.waits.failAll(err)
+	c.held = nil
+	for _, w := range c.readQueue {
+		w.done <- err
+	}
+	c.readQueue = nil
+	for seq, req := range c.readInflight {
+		for _, w := range req.waiters {
+			w.done <- err
+		}
+		delete(c.readInflight, seq)
+	}
+	c.appliedWaits.failAll(err)
+}
