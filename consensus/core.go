@@ -130,6 +130,7 @@ type core struct {
 	catchUpEntries uint64
 
 	applied        uint64            // last index applied to sm and committed to pebble
+	durableCommit  uint64            // commit index of the last HardState written to pebble
 	confState      *raftpb.ConfState // as of applied
 	lastCompaction uint64            // applied index at the last compaction (or the loaded snapshot)
 
@@ -294,6 +295,10 @@ func (c *core) handleReady() error {
 		c.term, c.commit = rd.HardState.GetTerm(), rd.HardState.GetCommit()
 	}
 
+	committed, err := c.applyStable(&rd)
+	if err != nil {
+		return err
+	}
 	carry, err := c.persist(&rd)
 	if err != nil {
 		return err
@@ -304,7 +309,7 @@ func (c *core) handleReady() error {
 		}
 		return err
 	}
-	if err := c.apply(rd.CommittedEntries, carry); err != nil {
+	if err := c.apply(committed, carry); err != nil {
 		return err
 	}
 	c.readStates(rd.ReadStates)
@@ -324,6 +329,46 @@ func (c *core) handleReady() error {
 	c.issueReads()
 	c.maybeCampaign()
 	return nil
+}
+
+// applyStable applies, before this Ready's fsync, the committed entries
+// that earlier Readys already made durable, and returns the rest. Without
+// it an entry would wait for the fsync of the entries proposed after it:
+// on a leader, entries persisted in one Ready commit in the next, whose
+// fsync of new entries would otherwise come first. The batch carries a
+// HardState whose commit covers what it applies (raft refuses to restart
+// with applied > commit), never more than the durable log.
+func (c *core) applyStable(rd *raft.Ready) ([]*raftpb.Entry, error) {
+	ents := rd.CommittedEntries
+	if !rd.MustSync || !raft.IsEmptySnap(rd.Snapshot) || len(ents) == 0 {
+		return ents, nil
+	}
+	lastStable, err := c.ms.LastIndex()
+	if err != nil {
+		return nil, fmt.Errorf("raft storage last index: %w", err)
+	}
+	n := 0
+	for n < len(ents) && ents[n].GetIndex() <= lastStable {
+		n++
+	}
+	if n == 0 {
+		return ents, nil
+	}
+	b := c.eng.NewBatch()
+	if !raft.IsEmptyHardState(rd.HardState) {
+		hs := proto.Clone(rd.HardState).(*raftpb.HardState)
+		commit := max(min(hs.GetCommit(), ents[n-1].GetIndex()), c.durableCommit)
+		hs.Commit = proto.Uint64(commit)
+		if err := b.SaveRaftReady(hs, nil, nil, lastStable); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("save hardstate before apply: %w", err)
+		}
+		c.durableCommit = commit
+	}
+	if err := c.apply(ents[:n], b); err != nil {
+		return nil, err
+	}
+	return ents[n:], nil
 }
 
 // persist writes the Ready's snapshot, HardState and entries in one batch.
@@ -381,6 +426,7 @@ func (c *core) persist(rd *raft.Ready) (*storage.Batch, error) {
 	}
 	err = nil
 	if !raft.IsEmptyHardState(rd.HardState) {
+		c.durableCommit = rd.HardState.GetCommit()
 		err = c.ms.SetHardState(rd.HardState)
 	}
 	if err == nil {

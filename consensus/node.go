@@ -245,6 +245,7 @@ func newCore(cfg *Config, waits *waitRegistry, pub *published, met *metrics, now
 	}
 	st := rn.BasicStatus()
 	c.term, c.commit, c.role, c.lead = st.GetTerm(), st.GetCommit(), st.RaftState, st.Lead
+	c.durableCommit = st.GetCommit()
 	c.publish()
 	return c, nil
 }
