@@ -5,7 +5,7 @@ PKGS      ?= ./...
 # Benchmarks write to a real disk (fsync figures mean nothing on tmpfs).
 BENCH_DIR ?= $(CURDIR)/.bench
 
-.PHONY: all build run test test-short vet fmt fuzz bench clean
+.PHONY: all build run test test-short vet fmt fuzz bench clean docker
 
 all: build
 
@@ -49,3 +49,9 @@ bench: build
 
 clean:
 	rm -rf bin .bench
+
+# The image: the static binary in an empty (scratch) image, tagged cairn:latest.
+docker:
+	CGO_ENABLED=0 $(GO) build -trimpath -o docker/cairn .
+	docker build -t cairn:latest docker
+	rm -f docker/cairn
