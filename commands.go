@@ -20,7 +20,7 @@ import (
 
 // clientCommands are the commands that talk to members over HTTP.
 func clientCommands() []*cli.Command {
-	return []*cli.Command{
+	cmds := []*cli.Command{
 		{
 			Name: "get", Usage: "print a key's value (or a directory's listing)", ArgsUsage: "KEY",
 			Flags: []cli.Flag{
@@ -132,6 +132,20 @@ func clientCommands() []*cli.Command {
 				return nil
 			},
 		},
+	}
+	for _, c := range cmds {
+		addEndpoints(c)
+	}
+	return cmds
+}
+
+// addEndpoints gives a command (and its subcommands) the --endpoints flag.
+func addEndpoints(c *cli.Command) {
+	if c.Action != nil {
+		c.Flags = append(c.Flags, &cli.StringFlag{Name: "endpoints", Value: "http://127.0.0.1:2379", EnvVars: []string{"CAIRN_ENDPOINTS"}, Usage: "comma-separated client URLs"})
+	}
+	for _, sub := range c.Subcommands {
+		addEndpoints(sub)
 	}
 }
 

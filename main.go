@@ -23,12 +23,9 @@ var version = "0.1.0"
 
 func main() {
 	app := &cli.App{
-		Name:    "cairn",
-		Usage:   "a Raft-replicated server for etcd's v2 HTTP/JSON API, and its client",
-		Version: version,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "endpoints", Value: "http://127.0.0.1:2379", EnvVars: []string{"CAIRN_ENDPOINTS"}, Usage: "comma-separated client URLs (client commands)"},
-		},
+		Name:     "cairn",
+		Usage:    "a Raft-replicated server for etcd's v2 HTTP/JSON API, and its client",
+		Version:  version,
 		Commands: append([]*cli.Command{serveCommand()}, clientCommands()...),
 	}
 	if err := app.Run(os.Args); err != nil {
