@@ -51,12 +51,21 @@ type Result struct {
 	Elapsed  time.Duration
 	P50, P99 time.Duration
 	Max      time.Duration
+	// FirstError is the first failure seen, if any.
+	FirstError error
 }
 
 // OpsPerSec is the throughput of the run.
 func (r Result) OpsPerSec() float64 { return float64(r.Ops) / r.Elapsed.Seconds() }
 
 func (r Result) String() string {
+	if r.FirstError != nil {
+		return r.summary() + "  first error: " + r.FirstError.Error()
+	}
+	return r.summary()
+}
+
+func (r Result) summary() string {
 	return fmt.Sprintf("%-6s clients=%-4d ops=%-8d errors=%-4d %9.0f ops/s  p50=%-9s p99=%-9s max=%s",
 		r.Workload, r.Clients, r.Ops, r.Errors, r.OpsPerSec(), r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
 }
@@ -103,6 +112,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		mu        sync.Mutex
 		lat       []time.Duration
 		errs      int
+		firstErr  error
 		remaining = int64(cfg.Requests)
 	)
 	take := func() bool {
@@ -136,6 +146,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 						break
 					}
 					localErrs++
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
 					continue
 				}
 				local = append(local, time.Since(t0))
@@ -149,7 +164,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	slices.Sort(lat)
-	res := Result{Workload: cfg.Workload, Clients: cfg.Clients, Ops: len(lat), Errors: errs, Elapsed: elapsed}
+	res := Result{Workload: cfg.Workload, Clients: cfg.Clients, Ops: len(lat), Errors: errs, Elapsed: elapsed, FirstError: firstErr}
 	if len(lat) > 0 {
 		res.P50 = lat[len(lat)*50/100]
 		res.P99 = lat[min(len(lat)-1, len(lat)*99/100)]
