@@ -68,11 +68,14 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	// Small memtables: every write lands in the WAL twice (raft entry, then
+	// tree record) and raft entries are deleted again after compaction, so
+	// big memtables mostly hold garbage in memory and old WALs on disk.
 	po := &pebble.Options{
 		FS:                          fs,
 		Cache:                       cache,
-		MemTableSize:                16 << 20,
-		MemTableStopWritesThreshold: 4,
+		MemTableSize:                4 << 20,
+		MemTableStopWritesThreshold: 2,
 		Logger:                      pebbleLogger{logger},
 	}
 	db, err := pebble.Open(dir, po)
