@@ -68,17 +68,20 @@ func (c *core) apply(ents []*raftpb.Entry, b *storage.Batch) error {
 	c.met.applyDuration.Observe(time.Since(start).Seconds())
 	c.met.proposalsCommitted.Add(float64(commands))
 
-	// The batch is committed: make the index visible, then answer.
+	// The batch is committed: make the index visible, tell the observers
+	// (watch hub, expirer), then answer. Observers first: a client that got
+	// its answer and then opens a watch must be registered after its own
+	// write, not see it again.
 	c.publish()
+	if c.obs != nil {
+		c.obs.Applied(c.applied, c.events)
+	}
+	c.events = nil
 	for i := range c.results {
 		c.waits.trigger(c.results[i].id, c.results[i].r)
 		c.results[i] = waiterResult{}
 	}
 	c.appliedWaits.release(c.applied)
-	if c.obs != nil {
-		c.obs.Applied(c.applied, c.events)
-	}
-	c.events = nil
 	return nil
 }
 
@@ -86,6 +89,13 @@ func (c *core) apply(ents []*raftpb.Entry, b *storage.Batch) error {
 // malformed envelope is a broken invariant (only this code proposes): it
 // stops the member rather than let it skip what others may apply.
 func (c *core) applyCommand(b *storage.Batch, idx uint64, data []byte) error {
+	if data[0] == envelopeAttributes {
+		id, rec, err := decodeAttributesEnvelope(data)
+		if err != nil {
+			return fmt.Errorf("entry %d: %w", idx, err)
+		}
+		return c.applyAttributes(b, idx, id, &rec)
+	}
 	id, cmd, err := decodeEnvelope(data)
 	if err != nil {
 		return fmt.Errorf("entry %d: %w", idx, err)
@@ -123,6 +133,13 @@ func (c *core) applyCommand(b *storage.Batch, idx uint64, data []byte) error {
 // applyConfChange applies a membership change to raft and records the new
 // ConfState in the apply batch, next to the applied index, so that a
 // restart at that applied index starts from this configuration.
+//
+// A v1 change (the only kind Cairn proposes) carries the member record as
+// its context and the proposer's request ID as its ID. It is validated
+// against the member records first, as etcd does: a refused change is
+// applied to raft as a no-op (node ID 0) and its proposer gets the
+// membership error. An accepted one updates the member records in the
+// same batch and the transport's peers.
 func (c *core) applyConfChange(b *storage.Batch, e *raftpb.Entry) error {
 	var cc raftpb.ConfChangeI
 	if e.GetType() == raftpb.EntryConfChange {
@@ -131,6 +148,20 @@ func (c *core) applyConfChange(b *storage.Batch, e *raftpb.Entry) error {
 			return fmt.Errorf("entry %d: decode conf change: %w", e.GetIndex(), err)
 		}
 		cc = v1
+		rec, err := confChangeContext(v1)
+		if err != nil {
+			return fmt.Errorf("entry %d: conf change context: %w", e.GetIndex(), err)
+		}
+		if err := c.members.validate(v1.GetType(), v1.GetNodeId(), rec); err != nil {
+			c.log.Warn("refused conf change", "index", e.GetIndex(), "type", v1.GetType().String(), "member", fmt.Sprintf("%x", v1.GetNodeId()), "err", err)
+			v1.NodeId = new(uint64(0))
+			c.results = append(c.results, waiterResult{id: v1.GetId(), r: result{err: err}})
+		} else {
+			if err := c.applyMemberChange(b, v1, rec); err != nil {
+				return fmt.Errorf("entry %d: member records: %w", e.GetIndex(), err)
+			}
+			c.results = append(c.results, waiterResult{id: v1.GetId()})
+		}
 	} else {
 		v2 := &raftpb.ConfChangeV2{}
 		if err := proto.Unmarshal(e.GetData(), v2); err != nil {
@@ -146,7 +177,5 @@ func (c *core) applyConfChange(b *storage.Batch, e *raftpb.Entry) error {
 		return fmt.Errorf("set applied %d: %w", e.GetIndex(), err)
 	}
 	c.log.Info("applied conf change", "index", e.GetIndex(), "voters", c.confState.GetVoters(), "learners", c.confState.GetLearners())
-	// Member records (the change's context) and transport peers are the
-	// membership layer's business; it hooks in here.
 	return nil
 }

@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -80,6 +81,7 @@ type Status struct {
 // published is what the loop shares with other goroutines.
 type published struct {
 	status       atomic.Pointer[Status]
+	members      atomic.Pointer[memberView]
 	leaderChange *notifier
 }
 
@@ -134,6 +136,9 @@ type core struct {
 	confState      *raftpb.ConfState // as of applied
 	lastCompaction uint64            // applied index at the last compaction (or the loaded snapshot)
 
+	members     *memberSet // replicated member records, as of applied
+	removedSelf bool       // this member applied its own removal (or a peer said so)
+
 	lead            uint64
 	role            raft.StateType
 	term, commit    uint64
@@ -174,6 +179,10 @@ func (c *core) step(m *raftpb.Message) {
 
 // report passes transport feedback to raft.
 func (c *core) report(r report) {
+	if r.removed {
+		c.removedSelf = true
+		return
+	}
 	if !r.snapshot {
 		c.rn.ReportUnreachable(r.id)
 		return
@@ -198,9 +207,14 @@ func (c *core) propose(ps []proposal) {
 	}
 	ents := make([]*raftpb.Entry, 0, len(ps))
 	for _, p := range ps {
-		if c.waits.has(p.id) { // the proposer may have given up already
-			ents = append(ents, &raftpb.Entry{Data: p.data})
+		if !c.waits.has(p.id) { // the proposer may have given up already
+			continue
 		}
+		e := &raftpb.Entry{Data: p.data}
+		if p.confChange {
+			e.Type = raftpb.EntryConfChange.Enum()
+		}
+		ents = append(ents, e)
 	}
 	if len(ents) == 0 {
 		return
@@ -281,8 +295,9 @@ func (c *core) retryReads(force bool) {
 
 // handleReady processes one Ready, if raft has one, in the order raft
 // requires: persist (snapshot + HardState + entries in one batch, synced
-// when rd.MustSync: the only fsync), send, apply (one unsynced batch), then
-// answer proposers and readers, notify the observer, and Advance.
+// when rd.MustSync: the only fsync), send (a leader sends first), apply
+// (one unsynced batch), then answer proposers and readers, notify the
+// observer, and Advance.
 func (c *core) handleReady() error {
 	if !c.rn.HasReady() {
 		return nil
@@ -295,6 +310,17 @@ func (c *core) handleReady() error {
 		c.term, c.commit = rd.HardState.GetTerm(), rd.HardState.GetCommit()
 	}
 
+	// A leader sends before its own fsync, so that the followers' fsyncs
+	// run in parallel with it (raft thesis §10.2.1; etcd does the same):
+	// raft counts the leader's own entries toward the commit quorum only
+	// at Advance, after they are persisted. Any other member sends after
+	// persisting: its votes and acknowledgements must be durable first.
+	leaderSend := c.role == raft.StateLeader
+	if leaderSend {
+		if err := c.send(rd.Messages); err != nil {
+			return err
+		}
+	}
 	committed, err := c.applyStable(&rd)
 	if err != nil {
 		return err
@@ -303,11 +329,13 @@ func (c *core) handleReady() error {
 	if err != nil {
 		return err
 	}
-	if err := c.send(rd.Messages); err != nil {
-		if carry != nil {
-			carry.Close()
+	if !leaderSend {
+		if err := c.send(rd.Messages); err != nil {
+			if carry != nil {
+				carry.Close()
+			}
+			return err
 		}
-		return err
 	}
 	if err := c.apply(committed, carry); err != nil {
 		return err
@@ -393,7 +421,15 @@ func (c *core) persist(rd *raft.Ready) (*storage.Batch, error) {
 	var snapIndex uint64
 	if hasSnap {
 		snapIndex = rd.Snapshot.GetMetadata().GetIndex()
-		if err := c.sm.Restore(bytes.NewReader(rd.Snapshot.GetData()), b, snapIndex); err != nil {
+		r := bufio.NewReader(bytes.NewReader(rd.Snapshot.GetData()))
+		members, removed, err := readSnapshotHeader(r)
+		if err == nil {
+			err = c.sm.Restore(r, b, snapIndex)
+		}
+		if err == nil {
+			err = c.restoreMembers(b, members, removed)
+		}
+		if err != nil {
 			b.Close()
 			return nil, fmt.Errorf("restore snapshot at %d: %w", snapIndex, err)
 		}
@@ -471,6 +507,7 @@ func (c *core) snapshotForFollower(m *raftpb.Message) error {
 		return fmt.Errorf("term of applied index %d for a snapshot: %w", c.applied, err)
 	}
 	var buf bytes.Buffer
+	buf.Write(c.members.appendSnapshotHeader(nil))
 	if err := c.sm.Export(&buf); err != nil {
 		return fmt.Errorf("export snapshot at %d: %w", c.applied, err)
 	}

@@ -13,9 +13,17 @@ import (
 //
 //	version byte (1) | request ID (uvarint) | storage.AppendCmd encoding
 //
+// or, for a member publishing its name and client URLs (an internal
+// command: it takes no store index and the key space never sees it):
+//
+//	kind byte (2) | request ID (uvarint) | storage.AppendMember encoding
+//
 // The request ID routes the apply result back to the waiting proposer on the
 // member that proposed it; other members ignore it.
-const envelopeVersion = 1
+const (
+	envelopeVersion    = 1
+	envelopeAttributes = 2
+)
 
 var errBadEnvelope = errors.New("consensus: malformed proposal envelope")
 
@@ -59,4 +67,25 @@ func newIDGenerator(memberID uint64, unixMillis int64) *idGenerator {
 
 func (g *idGenerator) id() uint64 {
 	return g.prefix | (g.next.Add(1) & (1<<idSuffixBits - 1))
+}
+
+func appendAttributesEnvelope(dst []byte, id uint64, m *storage.Member) []byte {
+	dst = append(dst, envelopeAttributes)
+	dst = binary.AppendUvarint(dst, id)
+	return storage.AppendMember(dst, m)
+}
+
+func decodeAttributesEnvelope(b []byte) (uint64, storage.Member, error) {
+	if len(b) < 2 || b[0] != envelopeAttributes {
+		return 0, storage.Member{}, fmt.Errorf("%w: not an attributes envelope", errBadEnvelope)
+	}
+	id, n := binary.Uvarint(b[1:])
+	if n <= 0 {
+		return 0, storage.Member{}, fmt.Errorf("%w: bad request ID", errBadEnvelope)
+	}
+	m, err := storage.DecodeMember(b[1+n:])
+	if err != nil {
+		return 0, storage.Member{}, fmt.Errorf("%w: %w", errBadEnvelope, err)
+	}
+	return id, m, nil
 }

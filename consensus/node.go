@@ -31,6 +31,16 @@ type Config struct {
 	// Peers are the initial voters, this member included, for a new
 	// cluster. Ignored when the engine already holds raft state (restart).
 	Peers []uint64
+	// InitialMembers are the records of a new cluster's members (ID, name,
+	// peer URLs). When set, they are the initial voters (Peers may be
+	// left empty) and each bootstrap conf change carries its record, so
+	// every member — and any member that joins later and replays the
+	// log — knows every member's record.
+	InitialMembers []storage.Member
+	// Join starts a member with no raft state and no peers: it was added
+	// to a running cluster and waits for the leader to send it the log or
+	// a snapshot (--initial-cluster-state existing).
+	Join bool
 	// Engine holds the raft log; the same engine as SM's.
 	Engine *storage.Engine
 	// SM is the replicated state machine (*storage.Tree).
@@ -83,6 +93,11 @@ func (cfg *Config) setDefaults() error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	for _, m := range cfg.InitialMembers {
+		if !slices.Contains(cfg.Peers, m.ID) {
+			cfg.Peers = append(cfg.Peers, m.ID)
+		}
+	}
 	return nil
 }
 
@@ -134,11 +149,15 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.c = c
+	c.syncPeers(nil)
 	c.maybeCampaign()
 	for c.rn.HasReady() {
 		if err := c.handleReady(); err != nil {
 			return nil, fmt.Errorf("consensus: first ready: %w", err)
 		}
+	}
+	if c.removedSelf {
+		return nil, ErrRemoved
 	}
 	go n.run()
 	return n, nil
@@ -154,7 +173,12 @@ func newCore(cfg *Config, waits *waitRegistry, pub *published, met *metrics, now
 	applied := cfg.SM.AppliedIndex()
 	ms := raft.NewMemoryStorage()
 	bootstrap := rl.Empty()
-	if bootstrap {
+	if bootstrap && cfg.Join {
+		bootstrap = false // the leader sends the log or a snapshot
+		if applied != 0 {
+			return nil, fmt.Errorf("consensus: state machine applied up to %d but the raft log is empty", applied)
+		}
+	} else if bootstrap {
 		if len(cfg.Peers) == 0 {
 			return nil, errors.New("consensus: no raft state and no initial peers")
 		}
@@ -214,13 +238,24 @@ func newCore(cfg *Config, waits *waitRegistry, pub *published, met *metrics, now
 		peers := make([]raft.Peer, len(ids))
 		for i, id := range ids {
 			peers[i] = raft.Peer{ID: id}
+			for _, m := range cfg.InitialMembers {
+				if m.ID == id {
+					rec := storage.Member{ID: id, Name: m.Name, PeerURLs: slices.Sorted(slices.Values(m.PeerURLs))}
+					peers[i].Context = storage.AppendMember(nil, &rec)
+				}
+			}
 		}
 		if err := rn.Bootstrap(peers); err != nil {
 			return nil, fmt.Errorf("consensus: bootstrap: %w", err)
 		}
 	}
+	members, err := loadMembers(cfg.Engine, rl.ConfState, cfg.InitialMembers)
+	if err != nil {
+		return nil, err
+	}
 	c := &core{
 		id:              cfg.ID,
+		members:         members,
 		rn:              rn,
 		ms:              ms,
 		eng:             cfg.Engine,
@@ -247,6 +282,7 @@ func newCore(cfg *Config, waits *waitRegistry, pub *published, met *metrics, now
 	c.term, c.commit, c.role, c.lead = st.GetTerm(), st.GetCommit(), st.RaftState, st.Lead
 	c.durableCommit = st.GetCommit()
 	c.publish()
+	c.publishMembers()
 	return c, nil
 }
 
@@ -256,7 +292,11 @@ func (n *Node) run() {
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	err := n.loop(ticker.C)
 	ticker.Stop()
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrRemoved):
+		n.err = err
+		n.log.Warn("this member was removed from the cluster: stopping")
+	case err != nil:
 		n.err = err
 		n.log.Error("raft member stopped on a failure", "err", err)
 	}
@@ -293,6 +333,9 @@ func (n *Node) loop(tickc <-chan time.Time) error {
 		for _, r := range in.reports {
 			c.report(r)
 		}
+		if c.removedSelf {
+			return ErrRemoved
+		}
 		c.propose(in.props)
 		c.readIndex(in.reads)
 		c.issueReads()
@@ -300,6 +343,9 @@ func (n *Node) loop(tickc <-chan time.Time) error {
 			if err := c.handleReady(); err != nil {
 				return err
 			}
+		}
+		if c.removedSelf {
+			return ErrRemoved
 		}
 	}
 }
@@ -331,6 +377,14 @@ func (n *Node) ProposeExpire(ctx context.Context, now int64) ([]*api.Event, erro
 }
 
 func (n *Node) propose(ctx context.Context, c *storage.Cmd) result {
+	id := n.ids.id()
+	data := appendEnvelope(make([]byte, 0, 24+len(c.Path)+len(c.Value)+len(c.PrevValue)), id, c)
+	return n.wait(ctx, proposal{id: id, data: data})
+}
+
+// wait hands p to the loop and waits for its result: the apply result,
+// ctx's end, or the member stopping.
+func (n *Node) wait(ctx context.Context, p proposal) result {
 	select {
 	case <-n.done:
 		return result{err: ErrStopped}
@@ -340,12 +394,11 @@ func (n *Node) propose(ctx context.Context, c *storage.Cmd) result {
 		return result{err: n.ctxErr(ctx, time.Now())}
 	}
 	start := time.Now()
-	id := n.ids.id()
-	data := appendEnvelope(make([]byte, 0, 24+len(c.Path)+len(c.Value)+len(c.PrevValue)), id, c)
+	id := p.id
 	ch := n.waits.register(id) // before proposing: the result cannot be missed
 	n.met.proposalsPending.Inc()
 	defer n.met.proposalsPending.Dec()
-	n.in.addProposal(proposal{id: id, data: data})
+	n.in.addProposal(p)
 
 	var r result
 	select {
@@ -445,6 +498,10 @@ func (n *Node) ReportUnreachable(id uint64) { n.in.addReport(report{id: id}) }
 func (n *Node) ReportSnapshot(id uint64, failed bool) {
 	n.in.addReport(report{id: id, snapshot: true, failed: failed})
 }
+
+// ReportRemoved tells the member that a peer of its cluster refused its
+// traffic because it was removed: the member stops with ErrRemoved.
+func (n *Node) ReportRemoved() { n.in.addReport(report{removed: true}) }
 
 // Stop stops the loop and waits for it. Pending proposals and reads fail
 // with ErrStopped. It closes neither the transport nor the engine: the

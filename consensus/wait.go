@@ -85,8 +85,9 @@ func (w *waitRegistry) len() int {
 
 // proposal is one encoded envelope on its way into raft.
 type proposal struct {
-	id   uint64
-	data []byte
+	id         uint64
+	data       []byte
+	confChange bool // data is a marshalled raftpb.ConfChange
 }
 
 // readWaiter is one ReadBarrier call. done receives nil once the local
@@ -110,6 +111,7 @@ type report struct {
 	id       uint64
 	snapshot bool // false: unreachable
 	failed   bool // snapshot failed
+	removed  bool // a peer said this member was removed from the cluster
 }
 
 // inbox is the hand-off from every other goroutine to the loop: producers

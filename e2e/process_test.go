@@ -60,6 +60,8 @@ func freePort(t *testing.T) int {
 // member is one cairn serve process.
 type member struct {
 	t         *testing.T
+	name      string   // --name; "e2e" when empty
+	flags     []string // extra flags of every start (cluster flags)
 	dataDir   string
 	clientURL string
 	peerURL   string
@@ -82,9 +84,22 @@ func newMember(t *testing.T) *member {
 
 func (m *member) start(extra ...string) {
 	m.t.Helper()
-	args := append([]string{"serve", "--name", "e2e", "--data-dir", m.dataDir,
+	m.launch(extra...)
+	m.waitHealthy()
+}
+
+// launch starts the process without waiting for it to be healthy (the
+// members of a new cluster only become healthy together).
+func (m *member) launch(extra ...string) {
+	m.t.Helper()
+	name := m.name
+	if name == "" {
+		name = "e2e"
+	}
+	args := append([]string{"serve", "--name", name, "--data-dir", m.dataDir,
 		"--listen-client-urls", m.clientURL, "--advertise-client-urls", m.clientURL,
-		"--listen-peer-urls", m.peerURL, "--initial-advertise-peer-urls", m.peerURL}, extra...)
+		"--listen-peer-urls", m.peerURL, "--initial-advertise-peer-urls", m.peerURL}, m.flags...)
+	args = append(args, extra...)
 	m.cmd = exec.Command(binary(m.t), args...)
 	stderr, err := m.cmd.StderrPipe()
 	if err != nil {
@@ -105,7 +120,6 @@ func (m *member) start(extra ...string) {
 		close(m.exited)
 	}()
 	m.t.Cleanup(func() { m.kill() })
-	m.waitHealthy()
 }
 
 func (m *member) waitHealthy() {

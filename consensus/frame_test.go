@@ -1,0 +1,158 @@
+package consensus
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+func sampleMessages() []*raftpb.Message {
+	return []*raftpb.Message{
+		{Type: raftpb.MsgHeartbeat.Enum(), To: new(uint64(2)), From: new(uint64(1)), Term: new(uint64(3)), Commit: new(uint64(7))},
+		{Type: raftpb.MsgApp.Enum(), To: new(uint64(2)), From: new(uint64(1)), Term: new(uint64(3)), Index: new(uint64(6)), LogTerm: new(uint64(3)),
+			Entries: []*raftpb.Entry{{Index: new(uint64(7)), Term: new(uint64(3)), Data: []byte("hello")}, {Index: new(uint64(8)), Term: new(uint64(3))}}},
+		{Type: raftpb.MsgReadIndex.Enum(), To: new(uint64(2)), From: new(uint64(1)), Entries: []*raftpb.Entry{{Data: []byte{0, 0, 0, 0, 0, 0, 0, 9}}}},
+	}
+}
+
+func TestFramesRoundTrip(t *testing.T) {
+	var buf []byte
+	msgs := sampleMessages()
+	for _, m := range msgs {
+		var err error
+		if buf, err = appendFrame(buf, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []*raftpb.Message
+	if err := readMessages(bytes.NewReader(buf), func(m *raftpb.Message) error { got = append(got, m); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(msgs) {
+		t.Fatalf("decoded %d messages, want %d", len(got), len(msgs))
+	}
+	for i := range msgs {
+		if !proto.Equal(got[i], msgs[i]) {
+			t.Fatalf("message %d: got %v, want %v", i, got[i], msgs[i])
+		}
+	}
+	// Truncated anywhere inside a frame: an error, never a panic or a
+	// silently shorter batch.
+	for cut := 1; cut < len(buf); cut++ {
+		n := 0
+		err := readMessages(bytes.NewReader(buf[:cut]), func(*raftpb.Message) error { n++; return nil })
+		boundary := false
+		off := 0
+		for off < cut {
+			off += 4 + int(binary.BigEndian.Uint32(buf[off:]))
+			if off == cut {
+				boundary = true
+			}
+		}
+		if boundary != (err == nil) {
+			t.Fatalf("cut at %d: boundary %v, err %v", cut, boundary, err)
+		}
+	}
+}
+
+func TestFrameLimit(t *testing.T) {
+	b := binary.BigEndian.AppendUint32(nil, maxFrameBytes+1)
+	err := readMessages(bytes.NewReader(b), func(*raftpb.Message) error { return nil })
+	if !errors.Is(err, errFrameTooLarge) {
+		t.Fatalf("got %v, want errFrameTooLarge", err)
+	}
+}
+
+func TestSnapshotStreamRoundTrip(t *testing.T) {
+	for _, size := range []int{0, 1, snapshotChunkBytes - 1, snapshotChunkBytes, 3*snapshotChunkBytes + 17} {
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(i * 7)
+		}
+		m := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), To: new(uint64(3)), From: new(uint64(1)), Term: new(uint64(2)),
+			Snapshot: &raftpb.Snapshot{Data: data, Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(100)), Term: new(uint64(2)),
+				ConfState: &raftpb.ConfState{Voters: []uint64{1, 2, 3}}}}}
+		var buf bytes.Buffer
+		if err := writeSnapshot(&buf, m); err != nil {
+			t.Fatal(err)
+		}
+		if len(m.GetSnapshot().GetData()) != size {
+			t.Fatal("writeSnapshot changed the message")
+		}
+		got, err := readSnapshot(bytes.NewReader(buf.Bytes()), 1<<30)
+		if err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		if !proto.Equal(got, m) {
+			t.Fatalf("size %d: snapshot message differs", size)
+		}
+		if _, err := readSnapshot(bytes.NewReader(buf.Bytes()), int64(size)-1); size > 0 && !errors.Is(err, errFrameTooLarge) {
+			t.Fatalf("size %d over the limit: %v", size, err)
+		}
+		if size > 0 {
+			bad := bytes.Clone(buf.Bytes())
+			bad[len(bad)-5] ^= 1 // last data byte
+			if _, err := readSnapshot(bytes.NewReader(bad), 1<<30); !errors.Is(err, errBadFrame) {
+				t.Fatalf("size %d corrupted: %v", size, err)
+			}
+			if _, err := readSnapshot(bytes.NewReader(buf.Bytes()[:buf.Len()-1]), 1<<30); err == nil {
+				t.Fatalf("size %d truncated: no error", size)
+			}
+		}
+	}
+}
+
+// FuzzPeerMessage: the transport's decoders never panic on garbage, and
+// whatever they accept re-encodes to frames that decode the same.
+func FuzzPeerMessage(f *testing.F) {
+	var batch []byte
+	for _, m := range sampleMessages() {
+		batch, _ = appendFrame(batch, m)
+	}
+	f.Add(batch)
+	f.Add([]byte{0, 0, 0, 0})
+	f.Add([]byte{0, 0, 0, 5, 8, 1})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	var snap bytes.Buffer
+	_ = writeSnapshot(&snap, &raftpb.Message{Type: raftpb.MsgSnap.Enum(), To: new(uint64(1)), Snapshot: &raftpb.Snapshot{Data: []byte("abc"), Metadata: &raftpb.SnapshotMetadata{}}})
+	f.Add(snap.Bytes())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var got []*raftpb.Message
+		_ = readMessages(bytes.NewReader(b), func(m *raftpb.Message) error { got = append(got, m); return nil })
+		var again []byte
+		for _, m := range got {
+			var err error
+			if again, err = appendFrame(again, m); err != nil {
+				t.Fatalf("re-encode %v: %v", m, err)
+			}
+		}
+		var back []*raftpb.Message
+		if err := readMessages(bytes.NewReader(again), func(m *raftpb.Message) error { back = append(back, m); return nil }); err != nil {
+			t.Fatalf("decode re-encoded batch: %v", err)
+		}
+		if len(back) != len(got) {
+			t.Fatalf("re-encoded batch has %d messages, want %d", len(back), len(got))
+		}
+		for i := range got {
+			if !proto.Equal(back[i], got[i]) {
+				t.Fatalf("message %d changed in a round trip", i)
+			}
+		}
+		if m, err := readSnapshot(bytes.NewReader(b), 1<<20); err == nil {
+			var w bytes.Buffer
+			if err := writeSnapshot(&w, m); err != nil {
+				t.Fatal(err)
+			}
+			m2, err := readSnapshot(&w, 1<<20)
+			if err != nil || !proto.Equal(m, m2) {
+				t.Fatalf("snapshot round trip: %v", err)
+			}
+		}
+		_, _ = readFrame(io.LimitReader(bytes.NewReader(b), int64(len(b))), nil, 1<<10)
+	})
+}
