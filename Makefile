@@ -37,14 +37,19 @@ fuzz:
 	$(GO) test ./httpapi -run '^$$' -fuzz '^FuzzParseKeyRequest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./storage -run '^$$' -fuzz '^FuzzCmdCodec$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./storage -run '^$$' -fuzz '^FuzzTreeRecord$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./storage -run '^$$' -fuzz '^FuzzEventRecord$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./storage -run '^$$' -fuzz '^FuzzMemberCodec$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./consensus -run '^$$' -fuzz '^FuzzPeerMessage$$' -fuzztime $(FUZZTIME)
 
-# Go benchmarks over the HTTP API on the on-disk store, then the load
-# generator against a real member: PUT at 1 and 64 clients, GET, quorum GET
-# and a 90/10 mix at 64 clients.
+# Go benchmarks over the HTTP API on the on-disk store (and 10,000 SSE
+# watchers on a member process, once each), then the load generator against
+# a real member: PUT at 1 and 64 clients, GET, quorum GET, a 90/10 mix at 64
+# clients, and 10,000 SSE watchers on shared and on distinct keys.
 BENCHTIME ?= 10s
 bench: build
 	mkdir -p $(BENCH_DIR)
-	CAIRN_BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench . -benchtime 5000x ./server/
+	CAIRN_BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench . -skip SSE -benchtime 5000x ./server/
+	CAIRN_BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench SSE -benchtime 1x -v ./server/ | grep -v '^=== '
 	BENCH_DIR=$(BENCH_DIR) BIN=$(BIN) BENCHTIME=$(BENCHTIME) bash scripts/bench.sh
 
 clean:

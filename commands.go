@@ -113,14 +113,33 @@ func clientCommands() []*cli.Command {
 		{
 			Name: "bench", Usage: "closed-loop load against members: ops/s and latency",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "workload", Value: "put", Usage: "put, get, qget (quorum GET) or mixed (90% GET)"},
+				&cli.StringFlag{Name: "workload", Value: "put", Usage: "put, get, qget (quorum GET), mixed (90% GET), or sse-shared / sse-distinct (Server-Sent Events watchers)"},
 				&cli.IntFlag{Name: "clients", Value: 1, Usage: "concurrent clients, each on its own connection"},
 				&cli.DurationFlag{Name: "duration", Value: 10 * time.Second},
 				&cli.IntFlag{Name: "requests", Usage: "stop after this many requests (0: run for --duration)"},
 				&cli.IntFlag{Name: "value-size", Value: 256},
 				&cli.IntFlag{Name: "keys", Value: 10000, Usage: "distinct keys"},
+				&cli.IntFlag{Name: "watchers", Value: 10000, Usage: "sse-*: SSE watchers, each on its own connection"},
+				&cli.IntFlag{Name: "rate", Value: 10, Usage: "sse-*: writes per second"},
 			},
 			Action: func(c *cli.Context) error {
+				if w := c.String("workload"); w == bench.WorkloadSSEShared || w == bench.WorkloadSSEDistinct {
+					rate := c.Int("rate")
+					writes := c.Int("requests")
+					if writes == 0 {
+						writes = int(c.Duration("duration").Seconds() * float64(rate))
+					}
+					res, err := bench.RunSSE(c.Context, bench.SSEConfig{
+						Endpoint: splitList(c.String("endpoints"))[0], Workload: w, Watchers: c.Int("watchers"),
+						Rate: rate, Writes: writes, ValueSize: c.Int("value-size"),
+						Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
+					})
+					if err != nil {
+						return err
+					}
+					fmt.Println(res)
+					return nil
+				}
 				res, err := bench.Run(c.Context, bench.Config{
 					Endpoints: splitList(c.String("endpoints")), Workload: c.String("workload"), Clients: c.Int("clients"),
 					Duration: c.Duration("duration"), Requests: c.Int("requests"), ValueSize: c.Int("value-size"), KeySpace: c.Int("keys"),

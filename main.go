@@ -63,6 +63,9 @@ func serveCommand() *cli.Command {
 			&cli.IntFlag{Name: "election-timeout", Value: 1000, EnvVars: env("election-timeout"), Usage: "raft election timeout in ms"},
 			&cli.Uint64Flag{Name: "snapshot-count", Value: 10000, EnvVars: env("snapshot-count"), Usage: "applied entries between raft log compactions"},
 			&cli.IntFlag{Name: "max-watchers", Value: 0, EnvVars: env("max-watchers"), Usage: "watchers open at once on this member (0: no limit)"},
+			&cli.IntFlag{Name: "watch-history-events", Value: 100000, EnvVars: env("watch-history-events"), Usage: "events kept in the durable watch history (waitIndex, Last-Event-ID)"},
+			&cli.DurationFlag{Name: "watch-history-age", Value: time.Hour, EnvVars: env("watch-history-age"), Usage: "age past which watch history events are dropped"},
+			&cli.DurationFlag{Name: "sse-heartbeat", Value: 15 * time.Second, EnvVars: env("sse-heartbeat"), Usage: "comment interval on idle Server-Sent Events watches"},
 			str("log-level", "info", "debug, info, warn or error"),
 		},
 		Action: runServe,
@@ -98,6 +101,9 @@ func runServe(c *cli.Context) error {
 	default:
 		return fmt.Errorf("--storage must be disk or memory, not %q", c.String("storage"))
 	}
+	if c.Int("watch-history-events") < 1 || c.Duration("watch-history-age") <= 0 || c.Duration("sse-heartbeat") <= 0 {
+		return fmt.Errorf("--watch-history-events, --watch-history-age and --sse-heartbeat must be positive")
+	}
 	cfg := server.Config{
 		Name:                     name,
 		DataDir:                  dataDir,
@@ -115,6 +121,9 @@ func runServe(c *cli.Context) error {
 		ElectionTimeout:          time.Duration(c.Int("election-timeout")) * time.Millisecond,
 		SnapshotCount:            c.Uint64("snapshot-count"),
 		MaxWatchers:              c.Int("max-watchers"),
+		WatchHistoryEvents:       c.Int("watch-history-events"),
+		WatchHistoryAge:          c.Duration("watch-history-age"),
+		SSEHeartbeat:             c.Duration("sse-heartbeat"),
 		Logger:                   logger,
 		Version:                  version,
 	}

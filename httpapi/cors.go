@@ -1,6 +1,9 @@
 package httpapi
 
-import "net/http"
+import (
+	"net/http"
+	"strings"
+)
 
 // CORS header values (spec §8), shared read-only.
 var (
@@ -8,6 +11,10 @@ var (
 	hvAllowHeaders  = []string{"accept, content-type, authorization"}
 	hvStar          = []string{"*"}
 	hvExposeHeaders = []string{"X-Etcd-Index, X-Raft-Index, X-Raft-Term, X-Etcd-Cluster-Id"}
+	// hvAllowHeadersSSE answers only a preflight that asks for
+	// Last-Event-ID: an EventSource on another origin resuming a
+	// Server-Sent Events watch. Every other response keeps etcd's list.
+	hvAllowHeadersSSE = []string{"accept, content-type, authorization, last-event-id"}
 )
 
 // corsPolicy decides the CORS headers of every client-port response.
@@ -57,10 +64,25 @@ func (rt *router) corsAndOptions(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt.cors.apply(w.Header(), r)
 		if r.Method == http.MethodOptions {
+			if _, ok := w.Header()["Access-Control-Allow-Headers"]; ok && asksLastEventID(r) {
+				w.Header()["Access-Control-Allow-Headers"] = hvAllowHeadersSSE
+			}
 			setRoute(w, routeOptions)
 			w.WriteHeader(http.StatusOK)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// asksLastEventID reports whether a preflight asks to send Last-Event-ID.
+func asksLastEventID(r *http.Request) bool {
+	for _, v := range r.Header.Values("Access-Control-Request-Headers") {
+		for part := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(part), "last-event-id") {
+				return true
+			}
+		}
+	}
+	return false
 }

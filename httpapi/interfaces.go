@@ -101,29 +101,37 @@ type Cluster interface {
 	Self() api.Member
 }
 
-// Watches is the seam for GET ?wait=true (the watch hub, wired later). When
+// Watches is the seam for GET ?wait=true (the watch hub). When
 // Options.Watches is nil, a watch request is answered with error 300.
 type Watches interface {
 	// Watch registers a watcher on key (normalised). sinceIndex 0 means
 	// "the first event after the current store index". A sinceIndex older
 	// than the retained history fails with *api.Error 401 carrying the
-	// current store index.
+	// current store index. stream is false only for a long poll, whose
+	// watcher ends after its first event.
 	Watch(key string, recursive, stream bool, sinceIndex uint64) (Watcher, *api.Error)
 	// Count is the number of watchers currently registered ("watchers" in
 	// /v2/stats/store).
 	Count() int
 }
 
-// Watcher is one registered watch.
+// Watcher is one registered watch, consumed by the one request goroutine
+// serving it.
 type Watcher interface {
-	// EventChan delivers matching events. It is closed when the watcher is
-	// dropped (a slow stream consumer); the response then ends cleanly.
-	EventChan() <-chan *api.Event
+	// Next returns the next matching event without waiting, in store-index
+	// order: (ev, nil) an event; (nil, nil) nothing yet — wait on Ready;
+	// (nil, err) the watch is over. An *api.Error end (401: the watcher
+	// fell behind further than the history reaches, its Index the store
+	// index to resume from) is shown to SSE clients as a final error
+	// event; any other error ends the response silently.
+	Next() (*api.Event, error)
+	// Ready is signalled whenever Next may have something new.
+	Ready() <-chan struct{}
 	// StartIndex is the store index when the watch was registered
 	// (X-Etcd-Index of the watch response).
 	StartIndex() uint64
 	// Remove unregisters the watcher; it is called exactly once when the
-	// response ends and must be safe after the channel was closed.
+	// response ends and must be safe after the watch ended on its own.
 	Remove()
 }
 

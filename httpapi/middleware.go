@@ -30,10 +30,11 @@ const (
 	routeHealth
 	routeMetrics
 	routeOptions
+	routeUI
 	routeCount
 )
 
-var routeNames = [routeCount]string{"other", "keys", "watch", "members", "stats", "machines", "version", "health", "metrics", "options"}
+var routeNames = [routeCount]string{"other", "keys", "watch", "members", "stats", "machines", "version", "health", "metrics", "options", "ui"}
 
 // respWriter records the status and the route of a response. It is pooled;
 // it implements Flush and Unwrap so http.ResponseController reaches the

@@ -48,6 +48,14 @@ type Options struct {
 	// StartTime is the process start time of /v2/stats/self. Zero means
 	// Clock() when NewRouter runs.
 	StartTime time.Time
+	// SSEHeartbeat is the interval of the ": ping" comment on idle
+	// Server-Sent Events watch streams. 0 means 15 s.
+	SSEHeartbeat time.Duration
+	// Streams, when set, lets SSE watches leave their handler: the
+	// connection is hijacked and served by one small goroutine (sse.go),
+	// which costs far less memory per watcher. The owner closes it at
+	// shutdown. nil serves SSE inside the handler.
+	Streams *Streams
 
 	// Watches answers GET ?wait=true; nil answers such requests with 300.
 	Watches Watches
@@ -68,6 +76,7 @@ type router struct {
 	now     func() time.Time
 	cors    corsPolicy
 	metrics *httpMetrics
+	frames  sseFrameCache // rendered SSE frames of recent events
 
 	cid atomic.Pointer[clusterIDText] // cached hex form of the cluster ID
 }
@@ -103,6 +112,9 @@ func NewRouter(r Raft, s Store, c Cluster, opt Options) http.Handler {
 	if opt.StartTime.IsZero() {
 		opt.StartTime = opt.Clock()
 	}
+	if opt.SSEHeartbeat <= 0 {
+		opt.SSEHeartbeat = DefaultSSEHeartbeat
+	}
 	rt := &router{
 		raft:    r,
 		store:   s,
@@ -126,6 +138,7 @@ func NewRouter(r Raft, s Store, c Cluster, opt Options) http.Handler {
 	mux.Handle("/v2/machines", http.HandlerFunc(rt.serveMachines))
 	mux.Handle("/version", http.HandlerFunc(rt.serveVersion))
 	mux.Handle("/health", http.HandlerFunc(rt.serveHealth))
+	mux.Handle(uiWatchPath, http.HandlerFunc(rt.serveUIWatch))
 	metricsHandler := promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
 	mux.Handle("/metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		setRoute(w, routeMetrics)

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -234,9 +235,7 @@ func TestPanicRecovery(t *testing.T) {
 func TestPanicAfterWrite(t *testing.T) {
 	e := newEnv(t, func(e *env) {
 		e.opt.Watches = &fakeWatches{watchFn: func(string, bool, bool, uint64) (Watcher, *api.Error) {
-			ch := make(chan *api.Event)
-			close(ch) // the response ends at once; Remove then panics
-			return &panicWatcher{ch: ch}, nil
+			return &panicWatcher{}, nil // the response ends at once; Remove then panics
 		}}
 	})
 	srv := httptest.NewServer(e.h)
@@ -255,13 +254,12 @@ func TestPanicAfterWrite(t *testing.T) {
 	}
 }
 
-type panicWatcher struct{ ch chan *api.Event }
+type panicWatcher struct{}
 
-func (p *panicWatcher) EventChan() <-chan *api.Event {
-	return p.ch
-}
-func (p *panicWatcher) StartIndex() uint64 { return 1 }
-func (p *panicWatcher) Remove()            { panic("late boom") }
+func (p *panicWatcher) Next() (*api.Event, error) { return nil, errors.New("ended") }
+func (p *panicWatcher) Ready() <-chan struct{}    { return nil }
+func (p *panicWatcher) StartIndex() uint64        { return 1 }
+func (p *panicWatcher) Remove()                   { panic("late boom") }
 
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()

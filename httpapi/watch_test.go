@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -35,20 +36,64 @@ func (f *fakeWatches) Watch(key string, recursive, stream bool, since uint64) (W
 
 func (f *fakeWatches) Count() int { return f.count }
 
+// fakeWatcher queues what the test pushes; end finishes it with an error.
 type fakeWatcher struct {
-	ch      chan *api.Event
+	mu      sync.Mutex
+	queue   []*api.Event
+	ended   bool
+	err     error
+	ready   chan struct{}
 	start   uint64
 	removed chan struct{}
 	once    sync.Once
 }
 
 func newFakeWatcher(start uint64) *fakeWatcher {
-	return &fakeWatcher{ch: make(chan *api.Event, 8), start: start, removed: make(chan struct{})}
+	return &fakeWatcher{ready: make(chan struct{}, 1), start: start, removed: make(chan struct{})}
 }
 
-func (w *fakeWatcher) EventChan() <-chan *api.Event { return w.ch }
-func (w *fakeWatcher) StartIndex() uint64           { return w.start }
-func (w *fakeWatcher) Remove()                      { w.once.Do(func() { close(w.removed) }) }
+func (w *fakeWatcher) push(evs ...*api.Event) {
+	w.mu.Lock()
+	w.queue = append(w.queue, evs...)
+	w.mu.Unlock()
+	w.signal()
+}
+
+// end finishes the watch after what is queued; nil means a plain end.
+func (w *fakeWatcher) end(err error) {
+	w.mu.Lock()
+	w.ended, w.err = true, err
+	if err == nil {
+		w.err = errors.New("ended")
+	}
+	w.mu.Unlock()
+	w.signal()
+}
+
+func (w *fakeWatcher) signal() {
+	select {
+	case w.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (w *fakeWatcher) Next() (*api.Event, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.queue) > 0 {
+		ev := w.queue[0]
+		w.queue = w.queue[1:]
+		return ev, nil
+	}
+	if w.ended {
+		return nil, w.err
+	}
+	return nil, nil
+}
+
+func (w *fakeWatcher) Ready() <-chan struct{} { return w.ready }
+func (w *fakeWatcher) StartIndex() uint64     { return w.start }
+func (w *fakeWatcher) Remove()                { w.once.Do(func() { close(w.removed) }) }
 
 func (w *fakeWatcher) waitRemoved(t *testing.T) {
 	t.Helper()
@@ -101,8 +146,8 @@ func TestWatchLongPoll(t *testing.T) {
 	if resp.ContentLength != -1 {
 		t.Errorf("Content-Length %d on a watch", resp.ContentLength)
 	}
-	wa.ch <- &api.Event{Action: "set", Refresh: true, Node: node("/watched", "v0", 18, 18)} // never shown
-	wa.ch <- w27
+	wa.push(&api.Event{Action: "set", Refresh: true, Node: node("/watched", "v0", 18, 18)}) // never shown
+	wa.push(w27)
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +178,7 @@ func TestWatchStream(t *testing.T) {
 	s1 := &api.Event{Action: "set", Index: 21, Node: node("/stream", "s1", 21, 21)}
 	s2 := &api.Event{Action: "set", Index: 22, Node: node("/stream", "s2", 22, 22), PrevNode: node("/stream", "s1", 21, 21)}
 	for _, ev := range []*api.Event{s1, s2} {
-		wa.ch <- ev
+		wa.push(ev)
 		line, err := rd.ReadString('\n')
 		if err != nil {
 			t.Fatal(err)
@@ -143,7 +188,7 @@ func TestWatchStream(t *testing.T) {
 			t.Errorf("line %q, want %q", line, want)
 		}
 	}
-	close(wa.ch)
+	wa.end(nil)
 	if rest, err := io.ReadAll(rd); err != nil || len(rest) != 0 {
 		t.Errorf("after close: %q, %v", rest, err)
 	}

@@ -41,4 +41,8 @@ run put 256
 run get 64
 run qget 64
 run mixed 64
+# 10,000 Server-Sent Events watchers, a write every 100 ms: acknowledgement
+# to delivery, events/s, and the member's memory and CPU per watcher.
+"$BIN" bench --endpoints "http://127.0.0.1:$PORT" --workload sse-shared --watchers 10000 --rate 10 --duration "$BENCHTIME"
+"$BIN" bench --endpoints "http://127.0.0.1:$PORT" --workload sse-distinct --watchers 10000 --rate 10 --duration "$BENCHTIME"
 echo "data dir: $(du -sh "$dir" | cut -f1)  server RSS: $(awk '/VmRSS/ {print $2" "$3}' /proc/$pid/status)"

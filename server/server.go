@@ -53,8 +53,15 @@ type Config struct {
 	SnapshotCount            uint64
 	// MaxWatchers caps the watchers open at once on this member (0: no cap).
 	MaxWatchers int
-	Logger      *slog.Logger
-	Version     string
+	// WatchHistoryEvents and WatchHistoryAge bound the durable watch
+	// history (0: 100000 events, 1 h).
+	WatchHistoryEvents int
+	WatchHistoryAge    time.Duration
+	// SSEHeartbeat is the comment interval of idle Server-Sent Events
+	// watches (0: 15 s).
+	SSEHeartbeat time.Duration
+	Logger       *slog.Logger
+	Version      string
 }
 
 func (c *Config) setDefaults() {
@@ -89,6 +96,15 @@ func (c *Config) setDefaults() {
 	if c.SnapshotCount == 0 {
 		c.SnapshotCount = 10000
 	}
+	if c.WatchHistoryEvents <= 0 {
+		c.WatchHistoryEvents = storage.DefaultHistoryEvents
+	}
+	if c.WatchHistoryAge <= 0 {
+		c.WatchHistoryAge = storage.DefaultHistoryAge
+	}
+	if c.SSEHeartbeat <= 0 {
+		c.SSEHeartbeat = httpapi.DefaultSSEHeartbeat
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -99,15 +115,17 @@ func (c *Config) setDefaults() {
 
 // Server is a running member.
 type Server struct {
-	cfg      Config
-	logger   *slog.Logger
-	engine   *storage.Engine
-	tree     *storage.Tree
-	node     *consensus.Node
-	expirer  *leases.Expirer
-	hub      *watchers.Hub
-	cluster  *staticCluster
-	registry *prometheus.Registry
+	cfg       Config
+	logger    *slog.Logger
+	engine    *storage.Engine
+	tree      *storage.Tree
+	node      *consensus.Node
+	expirer   *leases.Expirer
+	hub       *watchers.Hub
+	streams   *httpapi.Streams // SSE watches handed off by their handlers
+	cluster   *clusterView
+	transport *consensus.HTTPTransport
+	registry  *prometheus.Registry
 
 	clientServers []*http.Server
 	peerServers   []*http.Server
@@ -153,21 +171,11 @@ func (s *Server) start() error {
 	if self < 0 {
 		return fmt.Errorf("--initial-cluster has no member named %q (--name)", cfg.Name)
 	}
-	if len(members) > 1 {
-		return fmt.Errorf("--initial-cluster names %d members: this build runs single-member clusters only", len(members))
-	}
 	adv := slices.Clone(cfg.InitialAdvertisePeerURLs)
 	slices.Sort(adv)
 	if !slices.Equal(adv, members[self].PeerURLs) {
 		return fmt.Errorf("--initial-advertise-peer-urls %v do not match --initial-cluster's %v for %q", cfg.InitialAdvertisePeerURLs, members[self].PeerURLs, cfg.Name)
 	}
-	ids := make([]uint64, len(members))
-	for i, m := range members {
-		ids[i] = m.ID
-	}
-	clusterID := ClusterID(ids)
-	selfID := members[self].ID
-
 	if !cfg.InMemory {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return fmt.Errorf("create data dir: %w", err)
@@ -177,10 +185,11 @@ func (s *Server) start() error {
 	if err != nil {
 		return err
 	}
-	restart, err := s.checkIdentity(clusterID, selfID)
+	ident, err := s.resolveIdentity(members, self)
 	if err != nil {
 		return err
 	}
+	clusterID, selfID, restart := ident.clusterID, ident.selfID, ident.restart
 	s.tree, err = storage.OpenTree(s.engine)
 	if err != nil {
 		return fmt.Errorf("load key tree: %w", err)
@@ -210,17 +219,21 @@ func (s *Server) start() error {
 		IsLeader: func() bool { st := s.node.Status(); return st.Leader == st.ID },
 		Logger:   s.logger.With("component", "expirer"),
 	})
-	var peers []uint64
-	if !restart {
-		peers = ids
+	if err := s.startTransport(&ident, advertisePeer); err != nil {
+		closeListeners(clientLns)
+		closeListeners(peerLns)
+		return err
 	}
-	s.hub = watchers.New(watchers.Config{HistoryEvents: 1000, MaxWatchers: cfg.MaxWatchers}, s.tree.StoreIndex())
+	s.hub = s.newHub()
+	s.streams = httpapi.NewStreams()
 	s.node, err = consensus.Start(consensus.Config{
 		ID:             selfID,
-		Peers:          peers,
+		InitialMembers: ident.initial,
+		Join:           ident.join,
+		Transport:      s.transport,
 		Engine:         s.engine,
 		SM:             s.tree,
-		Observer:       observers{s.hub, s.expirer},
+		Observer:       observers{hubObserver{s.hub, s.tree}, s.expirer},
 		TickInterval:   cfg.HeartbeatInterval,
 		HeartbeatTicks: 1,
 		ElectionTicks:  max(int(cfg.ElectionTimeout/cfg.HeartbeatInterval), 2),
@@ -233,16 +246,16 @@ func (s *Server) start() error {
 		closeListeners(peerLns)
 		return fmt.Errorf("start raft: %w", err)
 	}
-	s.cluster = &staticCluster{
-		id:      clusterID,
-		self:    memberOf(selfID, cfg.Name, advertisePeer, advertiseClient),
-		members: nil,
-		status:  s.node.Status,
-	}
-	s.cluster.members = []api.Member{s.cluster.self}
+	s.transport.Attach(s.node)
+	s.cluster = &clusterView{id: clusterID, selfID: selfID, self: memberOf(selfID, cfg.Name, advertisePeer, advertiseClient),
+		token: cfg.InitialClusterToken, node: s.node, tr: s.transport, now: time.Now}
 
 	router := httpapi.NewRouter(raftAdapter{s.node}, storeAdapter{s.tree}, s.cluster, httpapi.Options{
-		Watches:         watchAdapter{s.hub},
+		Watches:         watchAdapter{s.hub, cfg.MaxWatchers},
+		SSEHeartbeat:    cfg.SSEHeartbeat,
+		Streams:         s.streams,
+		Members:         s.cluster,
+		PeerStats:       s.cluster,
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		CORSOrigins:     cfg.CORSOrigins,
 		Logger:          s.logger.With("component", "http"),
@@ -253,6 +266,7 @@ func (s *Server) start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.goBackground(func() { _ = s.expirer.Run(ctx) })
+	s.goBackground(func() { s.trimHistory(ctx) })
 	s.goBackground(func() {
 		select {
 		case <-s.node.Done():
@@ -260,10 +274,11 @@ func (s *Server) start() error {
 		case <-ctx.Done():
 		}
 	})
+	s.publish(ctx, advertiseClient)
 	for _, ln := range clientLns {
 		s.clientServers = append(s.clientServers, s.serve(ln, router))
 	}
-	peer := s.peerHandler(nil)
+	peer := s.peerHandler(s.transport.Handler())
 	for _, ln := range peerLns {
 		s.peerServers = append(s.peerServers, s.serve(ln, peer))
 	}
@@ -358,6 +373,11 @@ func (s *Server) Stop(ctx context.Context) error {
 		if s.hub != nil {
 			s.hub.Close()
 		}
+		if s.streams != nil {
+			// SSE streams served outside their handlers: let them write
+			// their end, then cut the ones whose clients stopped reading.
+			s.streams.Close(2 * time.Second)
+		}
 		for _, hs := range append(slices.Clone(s.clientServers), s.peerServers...) {
 			if e := hs.Shutdown(ctx); e != nil {
 				// Watches never end on their own: cut whatever is left.
@@ -379,6 +399,9 @@ func (s *Server) closeAll() error {
 		s.node.Stop()
 	}
 	s.bg.Wait()
+	if s.transport != nil {
+		_ = s.transport.Close()
+	}
 	if s.engine != nil {
 		if err := s.engine.Close(); err != nil {
 			return err

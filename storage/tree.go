@@ -48,6 +48,10 @@ type Tree struct {
 	nextExp atomic.Int64  // earliest expiration, 0 if none
 
 	stats treeCounters
+
+	// events is the durable watch history, written in the same batch as
+	// the records each event describes (nil for detached trees).
+	events *EventLog
 }
 
 // Meta record names (prefix 0x02) owned by the tree; both are big-endian u64
@@ -83,6 +87,9 @@ func OpenTree(e *Engine) (*Tree, error) {
 	t.applied.Store(applied)
 	t.index.Store(index)
 	t.updateNextExpiration()
+	if t.events, err = openEventLog(e, t.index.Load); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -189,7 +196,11 @@ func (t *Tree) Apply(b *Batch, raftIndex uint64, c *Cmd) (*api.Event, *api.Error
 		return nil, nil, fmt.Errorf("apply %s %q at raft index %d: %w", c.Op, c.Path, raftIndex, err)
 	}
 	t.stats.countWrite(c.Op, aerr == nil)
-	if err := t.finish(b, raftIndex, before); err != nil {
+	logged := ev // the watch history records successes only
+	if aerr != nil {
+		logged = nil
+	}
+	if err := t.finish(b, raftIndex, before, logged); err != nil {
 		return nil, nil, err
 	}
 	return ev, aerr, nil
@@ -236,8 +247,16 @@ func (t *Tree) checkOrder(raftIndex uint64) error {
 	return nil
 }
 
-// finish writes the meta records of one apply and publishes the indexes.
-func (t *Tree) finish(b *Batch, raftIndex, indexBefore uint64) error {
+// finish writes the meta records of one apply and the events it produced
+// (the watch history, see EventLog), and publishes the indexes.
+func (t *Tree) finish(b *Batch, raftIndex, indexBefore uint64, evs ...*api.Event) error {
+	if t.events != nil { // put skips nil events
+		for _, ev := range evs {
+			if err := t.events.put(b, ev); err != nil {
+				return err
+			}
+		}
+	}
 	if err := t.putMeta(b, treeMetaApplied, raftIndex); err != nil {
 		return err
 	}
@@ -266,6 +285,9 @@ func (t *Tree) AppliedIndex() uint64 { return t.applied.Load() }
 // StoreIndex is the v2 store index (X-Etcd-Index): the index of the last
 // successful key-space mutation.
 func (t *Tree) StoreIndex() uint64 { return t.index.Load() }
+
+// Events is the durable watch history written by Apply and ApplyExpire.
+func (t *Tree) Events() *EventLog { return t.events }
 
 // NextExpiration is the earliest expiration (unix ns) of any node, 0 if no
 // node has a TTL. It takes no lock.

@@ -142,7 +142,7 @@ func (t *Tree) ApplyExpire(b *Batch, raftIndex uint64, now int64) ([]*api.Event,
 		evs = append(evs, ev)
 	}
 	t.stats.countExpired(len(evs))
-	if err := t.finish(b, raftIndex, before); err != nil {
+	if err := t.finish(b, raftIndex, before, evs...); err != nil {
 		return nil, err
 	}
 	return evs, nil

@@ -121,6 +121,12 @@ func (t *Tree) Restore(r io.Reader, b *Batch, raftIndex uint64) error {
 	if err := t.putMeta(b, treeMetaApplied, raftIndex); err != nil {
 		return err
 	}
+	if t.events != nil {
+		// The watch history before the snapshot does not lead to it.
+		if err := t.events.reset(b, index); err != nil {
+			return fmt.Errorf("restore tree: clear watch history: %w", err)
+		}
+	}
 	t.root, t.exp = nt.root, nt.exp
 	t.index.Store(index)
 	t.applied.Store(raftIndex)

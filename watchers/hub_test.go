@@ -11,20 +11,27 @@ func ev(index uint64, action, key string, dir bool) *api.Event {
 	return &api.Event{Action: action, Index: index, Node: &api.Node{Key: key, Dir: dir, ModifiedIndex: index, CreatedIndex: index}}
 }
 
-// drain returns the indexes queued on w without blocking.
+// drain returns the indexes Next has for w without waiting.
 func drain(w *Watcher) []uint64 {
+	out, _ := drainErr(w)
+	return out
+}
+
+// drainErr is drain that also returns the error that ended the watch, if
+// it ended.
+func drainErr(w *Watcher) ([]uint64, error) {
 	var out []uint64
-	for {
-		select {
-		case e, ok := <-w.C:
-			if !ok {
-				return out
-			}
-			out = append(out, e.Index)
-		default:
-			return out
+	for range 100000 {
+		e, err := w.Next()
+		if err != nil {
+			return out, err
 		}
+		if e == nil {
+			return out, nil
+		}
+		out = append(out, e.Index)
 	}
+	panic("drain did not end")
 }
 
 func TestMatchingRules(t *testing.T) {
@@ -87,12 +94,9 @@ func TestOneShotRemovedAfterEvent(t *testing.T) {
 		t.Fatalf("start %d count %d", w.StartIndex, h.Count())
 	}
 	h.Applied(6, []*api.Event{ev(6, "set", "/k", false), ev(7, "set", "/k", false)})
-	e := <-w.C
-	if e.Index != 6 {
-		t.Fatalf("got %d", e.Index)
-	}
-	if _, ok := <-w.C; ok {
-		t.Fatal("channel not closed after one event")
+	got, err := drainErr(w)
+	if len(got) != 1 || got[0] != 6 || !errors.Is(err, ErrDone) {
+		t.Fatalf("got %v, %v; want [6], ErrDone", got, err)
 	}
 	if h.Count() != 0 {
 		t.Fatalf("count %d after one-shot", h.Count())
@@ -151,9 +155,13 @@ func TestSlowWatcherEvicted(t *testing.T) {
 	for i := uint64(1); i <= 3; i++ {
 		h.Applied(i, []*api.Event{ev(i, "set", "/k", false)})
 	}
-	got := drain(w)
+	got, err := drainErr(w)
 	if len(got) != 2 || !w.Evicted() || h.Count() != 0 || h.Evictions() != 1 {
 		t.Fatalf("got %v evicted=%v count=%d", got, w.Evicted(), h.Count())
+	}
+	var apiErr *api.Error
+	if !errors.As(err, &apiErr) || apiErr.Code != 401 || apiErr.Index != 3 {
+		t.Fatalf("end of an evicted watcher: %v, want a 401 error at index 3", err)
 	}
 }
 
