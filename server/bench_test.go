@@ -37,9 +37,14 @@ func startBenchMember(b *testing.B) *Server {
 
 func benchHTTP(b *testing.B, workload string, clients int) {
 	s := startBenchMember(b)
+	runBench(b, bench.Config{Endpoints: s.ClientURLs(), Workload: workload, Clients: clients, KeySpace: 1000})
+}
+
+// runBench warms up with 2000 requests, then times b.N requests and
+// reports ops/s and latency percentiles.
+func runBench(b *testing.B, cfg bench.Config) {
+	b.Helper()
 	ctx := context.Background()
-	cfg := bench.Config{Endpoints: s.ClientURLs(), Workload: workload, Clients: clients, KeySpace: 1000}
-	// Warm up connections, the WAL and (for reads) the key space.
 	warm := cfg
 	warm.Requests, warm.Duration = 2000, 0
 	if _, err := bench.Run(ctx, warm); err != nil {
@@ -54,7 +59,7 @@ func benchHTTP(b *testing.B, workload string, clients int) {
 	}
 	b.StopTimer()
 	if res.Errors > 0 {
-		b.Fatalf("%d requests failed", res.Errors)
+		b.Fatalf("%d requests failed: %v", res.Errors, res.FirstError)
 	}
 	b.ReportMetric(float64(res.Ops)/time.Since(start).Seconds(), "ops/s")
 	b.ReportMetric(float64(res.P50.Microseconds()), "p50-µs")

@@ -263,27 +263,7 @@ func benchCluster(b *testing.B, workload string, clients int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	ctx := context.Background()
-	cfg := bench.Config{Endpoints: endpoints, Workload: workload, Clients: clients, KeySpace: 1000}
-	warm := cfg
-	warm.Requests, warm.Duration = 2000, 0
-	if _, err := bench.Run(ctx, warm); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	cfg.Requests = b.N
-	start := time.Now()
-	res, err := bench.Run(ctx, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.StopTimer()
-	if res.Errors > 0 {
-		b.Fatalf("%d requests failed", res.Errors)
-	}
-	b.ReportMetric(float64(res.Ops)/time.Since(start).Seconds(), "ops/s")
-	b.ReportMetric(float64(res.P50.Microseconds()), "p50-µs")
-	b.ReportMetric(float64(res.P99.Microseconds()), "p99-µs")
+	runBench(b, bench.Config{Endpoints: endpoints, Workload: workload, Clients: clients, KeySpace: 1000})
 }
 
 // BenchmarkCluster3Put1 is durable PUTs from one client on a three-member
