@@ -180,29 +180,38 @@ func (rt *router) handOffSSE(w http.ResponseWriter, r *http.Request, wa Watcher)
 	if s == nil || r.ProtoMajor != 1 || r.ProtoMinor < 1 {
 		return false
 	}
-	rc := http.NewResponseController(w)
-	// The headers go out through net/http (chunked encoding, Date), then
-	// the connection is ours.
-	if !rt.startWatchResponse(w, true, wa.StartIndex()) {
-		wa.Remove()
-		return true
-	}
-	conn, _, err := rc.Hijack()
+	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		// Headers are out but the body cannot be streamed from here: end it.
-		wa.Remove()
-		return true
+		return false // nothing was written: serve it in the handler
 	}
+	// The response head, as net/http would write it for a flushed
+	// response of unknown length: chunked, with a Date.
+	h := w.Header()
+	rt.setWatchHeaders(h, true, wa.StartIndex())
+	h["Date"] = []string{time.Now().UTC().Format(http.TimeFormat)}
+	h["Transfer-Encoding"] = hvChunked
+	b := getBuf()
+	b.WriteString("HTTP/1.1 200 OK\r\n")
+	_ = h.Write(b)
+	b.WriteString("\r\n")
+	_, err = conn.Write(b.Bytes())
+	putBuf(b)
 	st := s.add(conn)
-	if st == nil {
+	if err != nil || st == nil {
 		wa.Remove()
-		_, _ = conn.Write(lastChunk)
+		if st != nil {
+			s.done(conn)
+		} else if err == nil {
+			_, _ = conn.Write(lastChunk)
+		}
 		_ = conn.Close()
 		return true
 	}
 	go rt.streamSSE(s, st, conn, wa)
 	return true
 }
+
+var hvChunked = []string{"chunked"}
 
 // streamSSE writes the chunked SSE body of a handed-off watch until the
 // watch ends, a write fails, or the server closes the streams.

@@ -158,9 +158,15 @@ func (rt *router) serveWatch(w http.ResponseWriter, r *http.Request, kr *keyRequ
 // startWatchResponse writes and flushes the headers of a watch response:
 // X-Etcd-Index is the store index when the watch was registered.
 func (rt *router) startWatchResponse(w http.ResponseWriter, sse bool, index uint64) bool {
+	rt.setWatchHeaders(w.Header(), sse, index)
+	w.WriteHeader(http.StatusOK)
+	return http.NewResponseController(w).Flush() == nil
+}
+
+// setWatchHeaders sets the headers of a watch response.
+func (rt *router) setWatchHeaders(h http.Header, sse bool, index uint64) {
 	st := rt.raft.Status()
 	v := numbers(index, st.Commit, st.Term)
-	h := w.Header()
 	if sse {
 		h[hContentType] = hvEventStream
 		h["Cache-Control"] = hvNoCache
@@ -170,8 +176,6 @@ func (rt *router) startWatchResponse(w http.ResponseWriter, sse bool, index uint
 	h[api.HeaderEtcdIndex] = v[0:1:1]
 	h[api.HeaderRaftIndex] = v[1:2:2]
 	h[api.HeaderRaftTerm] = v[2:3:3]
-	w.WriteHeader(http.StatusOK)
-	return http.NewResponseController(w).Flush() == nil
 }
 
 // acceptsEventStream reports whether the request's Accept lists

@@ -601,3 +601,29 @@ func TestSSEDisconnectAndHeartbeat(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestMaxWatchers: past --max-watchers a watch (long poll or SSE) gets a
+// JSON error naming the limit; closing one makes room.
+func TestMaxWatchers(t *testing.T) {
+	s := wtMember(t, "", func(c *Config) { c.MaxWatchers = 1 })
+	st := openSSE(t, s.ClientURLs()[0], "/v2/keys/a?wait=true", nil, nil)
+	want := `{"errorCode":300,"message":"Raft Internal Error","cause":"etcdserver: too many watchers (--max-watchers 1)","index":0}` + "\n"
+	if code, body, _ := wtGet(t, s, "/v2/keys/b?wait=true"); code != 500 || body != want {
+		t.Fatalf("second watch: %d %q", code, body)
+	}
+	st.resp.Body.Close()
+	for i := 0; s.hub.Count() != 0; i++ {
+		if i == 1000 {
+			t.Fatal("the first watcher was not removed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	resp, err := http.Get(s.ClientURLs()[0] + "/v2/keys/b?wait=true&waitIndex=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("watch after room was made: %d", resp.StatusCode)
+	}
+}

@@ -240,9 +240,10 @@ func (l *EventLog) Trim(now time.Time) error {
 	}
 	if floor := l.floor.Load(); cut >= floor {
 		// Raise the floor before deleting: a reader that checks Oldest()
-		// after its scan then knows whether it may have lost events.
+		// after its scan then knows whether it may have lost events. The
+		// range starts at the old floor, so tombstones never overlap.
 		l.floor.Store(cut + 1)
-		if err := b.delRange(eventKey(nil, 0), eventKey(nil, cut+1)); err != nil {
+		if err := b.delRange(eventKey(nil, floor), eventKey(nil, cut+1)); err != nil {
 			return err
 		}
 	}

@@ -195,8 +195,8 @@ func TestCatchUpPastTrimmedHistory(t *testing.T) {
 		apiErr.Cause != "the requested history has been cleared [10/3]" || apiErr.Index != 30 {
 		t.Fatalf("got %v, %v", got, err)
 	}
-	if h.Count() != 0 {
-		t.Fatalf("count %d", h.Count())
+	if h.Count() != 0 || h.Evictions() != 1 || !w.Evicted() {
+		t.Fatalf("count %d evictions %d evicted %v", h.Count(), h.Evictions(), w.Evicted())
 	}
 }
 
