@@ -5,7 +5,7 @@ PKGS      ?= ./...
 # Benchmarks write to a real disk (fsync figures mean nothing on tmpfs).
 BENCH_DIR ?= $(CURDIR)/.bench
 
-.PHONY: all build run test test-short vet fmt fuzz bench clean docker
+.PHONY: all build run test test-short soak vet fmt fuzz bench clean docker
 
 all: build
 
@@ -24,6 +24,20 @@ test: vet
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
+
+# Longer runs of the randomized cluster tests: SOAK_ROUNDS fresh 3-member
+# clusters of SOAK_DURATION each under partitions and restarts, every
+# history checked for linearizability (race detector on; a violation
+# leaves porcupine's visualisation in SOAK_ARTIFACTS), then the
+# deterministic raft simulation over seeds 1..SOAK_SEEDS.
+SOAK_ROUNDS    ?= 10
+SOAK_DURATION  ?= 30s
+SOAK_SEEDS     ?= 5000
+SOAK_ARTIFACTS ?= $(CURDIR)/.soak
+soak:
+	CAIRN_ARTIFACTS=$(SOAK_ARTIFACTS) $(GO) test -race -count=1 -timeout 3h ./server -run '^TestLinearizability$$' -v \
+	  -lin.rounds=$(SOAK_ROUNDS) -lin.duration=$(SOAK_DURATION) -lin.ops=10000000
+	$(GO) test -count=1 -timeout 3h ./consensus -run '^TestCoreDeterministic$$' -seeds=$(SOAK_SEEDS)
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -53,7 +67,7 @@ bench: build
 	BENCH_DIR=$(BENCH_DIR) BIN=$(BIN) BENCHTIME=$(BENCHTIME) bash scripts/bench.sh
 
 clean:
-	rm -rf bin .bench
+	rm -rf bin .bench .soak
 
 # The image: the static binary in an empty (scratch) image, tagged cairn:latest.
 docker:

@@ -17,7 +17,10 @@ import (
 	"cairn/storage"
 )
 
-var seedFlag = flag.Uint64("seed", 0, "seed for TestCoreDeterministic (0: a few fixed seeds)")
+var (
+	seedFlag  = flag.Uint64("seed", 0, "seed for TestCoreDeterministic (0: a few fixed seeds)")
+	seedsFlag = flag.Int("seeds", 0, "TestCoreDeterministic runs seeds 1..N (make soak); -seed wins")
+)
 
 // queueTransport collects sent messages for the test to deliver.
 type queueTransport struct{ q *[]*raftpb.Message }
@@ -45,8 +48,14 @@ type simMember struct {
 // trees are byte-identical.
 func TestCoreDeterministic(t *testing.T) {
 	seeds := []uint64{1, 2, 3, 4, 5}
-	if *seedFlag != 0 {
+	switch {
+	case *seedFlag != 0:
 		seeds = []uint64{*seedFlag}
+	case *seedsFlag > 0:
+		seeds = seeds[:0]
+		for s := range uint64(*seedsFlag) {
+			seeds = append(seeds, s+1)
+		}
 	}
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { runCoreSim(t, seed) })

@@ -79,6 +79,13 @@ type TransportConfig struct {
 	ProbeInterval time.Duration
 	// RoundTripper overrides the HTTP client transport (tests).
 	RoundTripper http.RoundTripper
+	// Filter is a test seam for partitions, off by default (nil lets
+	// everything through). When set, it is asked before every request to
+	// a peer — message batches, snapshots, probes — with this member's ID
+	// and the peer's; false fails the request at once, as if the peer
+	// were unreachable. Cutting both directions of a link takes both
+	// members' filters (every request goes sender → receiver).
+	Filter func(from, to uint64) bool
 }
 
 func (c *TransportConfig) setDefaults() {
@@ -636,6 +643,9 @@ func (p *peer) run() {
 	}
 }
 
+// errFiltered fails a request that TransportConfig.Filter refused.
+var errFiltered = errors.New("traffic to this peer is cut by the transport filter")
+
 // errRemoved marks a 410 answer.
 var errRemoved = errors.New("this member was removed from the cluster")
 
@@ -661,6 +671,9 @@ func (p *peer) probe() {
 // 412 a cluster or member mismatch (logged as an error: a configuration
 // mistake), anything else a failure.
 func (p *peer) do(ctx context.Context, method, path string, body io.Reader) error {
+	if f := p.t.cfg.Filter; f != nil && !f(p.t.cfg.ID, p.id) {
+		return errFiltered
+	}
 	base := p.url()
 	if base == "" {
 		return errors.New("no peer URL")

@@ -407,9 +407,13 @@ func (f *fakeReceiver) stepped() int {
 
 // transportPair is a sender (ID 1) and a receiving transport (ID 2,
 // cluster clusterB) behind a loopback server.
-func transportPair(t *testing.T, clusterB uint64, removed map[uint64]bool) (*HTTPTransport, *fakeReceiver, *fakeReceiver) {
+func transportPair(t *testing.T, clusterB uint64, removed map[uint64]bool, opts ...func(*TransportConfig)) (*HTTPTransport, *fakeReceiver, *fakeReceiver) {
 	t.Helper()
-	a, err := NewHTTPTransport(TransportConfig{ID: 1, ClusterID: testClusterID, ProbeInterval: 20 * time.Millisecond})
+	acfg := TransportConfig{ID: 1, ClusterID: testClusterID, ProbeInterval: 20 * time.Millisecond}
+	for _, o := range opts {
+		o(&acfg)
+	}
+	a, err := NewHTTPTransport(acfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -503,6 +507,36 @@ func TestTransportRefusesOtherCluster(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusPreconditionFailed || !strings.Contains(string(body), "cluster ID mismatch") || !strings.Contains(string(body), "dead") {
 		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestTransportFilter: a filter that refuses a link fails every request on
+// it (messages and probes) without sending, and reports the peer
+// unreachable; letting it through again resumes delivery.
+func TestTransportFilter(t *testing.T) {
+	var cut atomic.Bool
+	cut.Store(true)
+	var asked atomic.Int64
+	a, ra, rb := transportPair(t, testClusterID, nil, func(c *TransportConfig) {
+		c.Filter = func(from, to uint64) bool {
+			asked.Add(1)
+			return from != 1 || to != 2 || !cut.Load()
+		}
+	})
+	a.Send([]*raftpb.Message{heartbeat(2)})
+	waitFor(t, 5*time.Second, "the cut link reported unreachable", func() bool { return ra.unreachable.Load() > 0 })
+	time.Sleep(50 * time.Millisecond) // a probe or two
+	if rb.stepped() != 0 {
+		t.Fatal("a message crossed a cut link")
+	}
+	if !a.ActiveSince(2).IsZero() {
+		t.Fatal("a cut peer counts as active")
+	}
+	cut.Store(false)
+	a.Send([]*raftpb.Message{heartbeat(2)})
+	waitFor(t, 5*time.Second, "delivery after healing", func() bool { return rb.stepped() == 1 })
+	if asked.Load() < 2 {
+		t.Fatalf("the filter was asked %d times", asked.Load())
 	}
 }
 

@@ -169,6 +169,7 @@ func (s *Server) startTransport(id *identity, advertisePeer []string) error {
 		Logger:      s.logger.With("component", "transport"),
 		Registerer:  s.registry,
 		DialTimeout: max(s.cfg.HeartbeatInterval*5, time.Second),
+		Filter:      s.cfg.PeerFilter,
 	})
 	if err != nil {
 		return err

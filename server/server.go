@@ -60,8 +60,17 @@ type Config struct {
 	// SSEHeartbeat is the comment interval of idle Server-Sent Events
 	// watches (0: 15 s).
 	SSEHeartbeat time.Duration
-	Logger       *slog.Logger
-	Version      string
+	// RequestTimeout bounds each write and quorum read before it ends
+	// with error 300 "etcdserver: request timed out" (0: 7 s, etcd's).
+	// No flag sets it; tests shorten it.
+	RequestTimeout time.Duration
+	// PeerFilter is a test seam for partitions (nil: off): it is asked
+	// before every request this member makes to a peer, with both IDs,
+	// and false drops the request as if the peer were unreachable (see
+	// consensus.TransportConfig.Filter).
+	PeerFilter func(from, to uint64) bool
+	Logger     *slog.Logger
+	Version    string
 }
 
 func (c *Config) setDefaults() {
@@ -257,6 +266,7 @@ func (s *Server) start() error {
 		Members:         s.cluster,
 		PeerStats:       s.cluster,
 		MaxRequestBytes: cfg.MaxRequestBytes,
+		RequestTimeout:  cfg.RequestTimeout,
 		CORSOrigins:     cfg.CORSOrigins,
 		Logger:          s.logger.With("component", "http"),
 		Registry:        s.registry,
