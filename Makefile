@@ -62,8 +62,8 @@ fuzz:
 BENCHTIME ?= 10s
 bench: build
 	mkdir -p $(BENCH_DIR)
-	CAIRN_BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench . -skip SSE -benchtime 5000x ./server/
-	CAIRN_BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench SSE -benchtime 1x -v ./server/ | grep -v '^=== '
+	CAIRN_BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench . -skip 'SSE|LongPoll' -benchtime 5000x ./server/
+	CAIRN_BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench 'SSE|LongPoll' -benchtime 1x -v ./server/ | grep -v '^=== '
 	BENCH_DIR=$(BENCH_DIR) BIN=$(BIN) BENCHTIME=$(BENCHTIME) bash scripts/bench.sh
 
 clean:

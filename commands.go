@@ -113,27 +113,35 @@ func clientCommands() []*cli.Command {
 		{
 			Name: "bench", Usage: "closed-loop load against members: ops/s and latency",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "workload", Value: "put", Usage: "put, get, qget (quorum GET), mixed (90% GET), or sse-shared / sse-distinct (Server-Sent Events watchers)"},
+				&cli.StringFlag{Name: "workload", Value: "put", Usage: "put, get, qget (quorum GET), mixed (90% GET), sse-shared / sse-distinct (Server-Sent Events watchers), or longpoll (v2 long-poll watchers on one prefix)"},
 				&cli.IntFlag{Name: "clients", Value: 1, Usage: "concurrent clients, each on its own connection"},
 				&cli.DurationFlag{Name: "duration", Value: 10 * time.Second},
 				&cli.IntFlag{Name: "requests", Usage: "stop after this many requests (0: run for --duration)"},
 				&cli.IntFlag{Name: "value-size", Value: 256},
 				&cli.IntFlag{Name: "keys", Value: 10000, Usage: "distinct keys"},
-				&cli.IntFlag{Name: "watchers", Value: 10000, Usage: "sse-*: SSE watchers, each on its own connection"},
-				&cli.IntFlag{Name: "rate", Value: 10, Usage: "sse-*: writes per second"},
+				&cli.IntFlag{Name: "watchers", Value: 10000, Usage: "sse-*, longpoll: watchers, each on its own connection (longpoll: 1000 unless set)"},
+				&cli.IntFlag{Name: "rate", Value: 10, Usage: "sse-*, longpoll: writes per second"},
 			},
 			Action: func(c *cli.Context) error {
-				if w := c.String("workload"); w == bench.WorkloadSSEShared || w == bench.WorkloadSSEDistinct {
+				if w := c.String("workload"); w == bench.WorkloadSSEShared || w == bench.WorkloadSSEDistinct || w == bench.WorkloadLongPoll {
 					rate := c.Int("rate")
 					writes := c.Int("requests")
 					if writes == 0 {
 						writes = int(c.Duration("duration").Seconds() * float64(rate))
 					}
-					res, err := bench.RunSSE(c.Context, bench.SSEConfig{
+					cfg := bench.WatchConfig{
 						Endpoint: splitList(c.String("endpoints"))[0], Workload: w, Watchers: c.Int("watchers"),
 						Rate: rate, Writes: writes, ValueSize: c.Int("value-size"),
 						Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
-					})
+					}
+					run := bench.RunSSE
+					if w == bench.WorkloadLongPoll {
+						run = bench.RunLongPoll
+						if !c.IsSet("watchers") {
+							cfg.Watchers = 1000
+						}
+					}
+					res, err := run(c.Context, cfg)
 					if err != nil {
 						return err
 					}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"cairn/bench"
 	"cairn/server"
@@ -32,5 +33,38 @@ func TestRunEveryWorkload(t *testing.T) {
 	}
 	if _, err := bench.Run(context.Background(), bench.Config{Endpoints: s.ClientURLs(), Workload: "nope"}); err == nil {
 		t.Fatal("unknown workload accepted")
+	}
+}
+
+// TestLongPollDeliversEveryEvent runs the long-poll workload small: every
+// watcher's waitIndex loop must see every write.
+func TestLongPollDeliversEveryEvent(t *testing.T) {
+	loop := []string{"http://127.0.0.1:0"}
+	s, err := server.Start(server.Config{
+		Name: "bench-longpoll", InMemory: true,
+		ListenClientURLs: loop, AdvertiseClientURLs: loop, ListenPeerURLs: loop, InitialAdvertisePeerURLs: loop,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := bench.RunLongPoll(ctx, bench.WatchConfig{
+		Endpoint: s.ClientURLs()[0], Watchers: 20, Rate: 50, Writes: 5, Settle: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(res)
+	if res.Workload != bench.WorkloadLongPoll || res.Watchers != 20 || res.Writes != 5 {
+		t.Fatalf("ran %+v", res)
+	}
+	if res.Missing != 0 || res.Errors != 0 || res.Deliveries != 20*5 {
+		t.Fatalf("%d deliveries, %d missing, %d errors (first: %v)", res.Deliveries, res.Missing, res.Errors, res.FirstError)
+	}
+	if res.ToAllP99 < res.ToAllP50 || res.ToAllMax < res.ToAllP99 || res.DeliveriesPerSec <= 0 {
+		t.Fatalf("latencies %+v", res)
 	}
 }

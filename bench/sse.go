@@ -25,11 +25,12 @@ const (
 	WorkloadSSEDistinct = "sse-distinct" // each watcher on its own key: each write reaches one
 )
 
-// SSEConfig describes one SSE run.
-type SSEConfig struct {
+// WatchConfig describes one watch fan-out run: SSE (RunSSE) or long poll
+// (RunLongPoll).
+type WatchConfig struct {
 	Endpoint string // the member's client URL
-	Workload string // WorkloadSSEShared or WorkloadSSEDistinct
-	Watchers int    // concurrent SSE connections (default 10000)
+	Workload string // WorkloadSSEShared, WorkloadSSEDistinct or WorkloadLongPoll
+	Watchers int    // concurrent watcher connections (default 10000 for SSE, 1000 for long poll)
 	Rate     int    // writes per second (default 10)
 	Writes   int    // writes in total (default Rate × 10 s)
 	// ValueSize is the written value's size in bytes (default 256).
@@ -41,14 +42,19 @@ type SSEConfig struct {
 	Log func(format string, args ...any)
 }
 
-// SSEResult summarises an SSE run.
-type SSEResult struct {
+// SSEConfig describes one SSE run.
+type SSEConfig = WatchConfig
+
+// WatchResult summarises a watch fan-out run.
+type WatchResult struct {
 	Workload string
 	Watchers int
 	Writes   int
 	// Deliveries counts events received; Missing the matching events that
 	// never arrived (should be 0); Errors write or connection failures.
 	Deliveries, Missing, Errors int64
+	// FirstError is the first watcher failure seen, if any.
+	FirstError error
 	// ToAllP50/P99/Max: per write, acknowledgement → delivery to the last
 	// watcher it matches. EachP50/P99: per delivery.
 	ToAllP50, ToAllP99, ToAllMax time.Duration
@@ -69,12 +75,19 @@ type SSEResult struct {
 	ServerCores          float64
 }
 
-func (r SSEResult) String() string {
-	return fmt.Sprintf("%-12s watchers=%d writes=%d deliveries=%d missing=%d errors=%d  ack→all p50=%s p99=%s max=%s  ack→each p50=%s p99=%s  %.0f events/s  server memory/watcher: rss %.1f KiB, heap+stacks %.1f KiB  server cpu %.2f cores, %s/delivery  (connect %s)",
+// SSEResult summarises an SSE run.
+type SSEResult = WatchResult
+
+func (r WatchResult) String() string {
+	s := fmt.Sprintf("%-12s watchers=%d writes=%d deliveries=%d missing=%d errors=%d  ack→all p50=%s p99=%s max=%s  ack→each p50=%s p99=%s  %.0f events/s  server memory/watcher: rss %.1f KiB, heap+stacks %.1f KiB  server cpu %.2f cores, %s/delivery  (connect %s)",
 		r.Workload, r.Watchers, r.Writes, r.Deliveries, r.Missing, r.Errors,
 		r.ToAllP50.Round(time.Microsecond), r.ToAllP99.Round(time.Microsecond), r.ToAllMax.Round(time.Microsecond),
 		r.EachP50.Round(time.Microsecond), r.EachP99.Round(time.Microsecond), r.DeliveriesPerSec,
 		r.RSSPerWatcher/1024, r.HeapStackPerWatcher/1024, r.ServerCores, r.ServerCPUPerDelivery.Round(100*time.Nanosecond), r.Connect.Round(time.Millisecond))
+	if r.FirstError != nil {
+		s += "  first error: " + r.FirstError.Error()
+	}
+	return s
 }
 
 // delivery is one event received by one watcher.
@@ -91,54 +104,21 @@ type sseWatcher struct {
 }
 
 // RunSSE opens the watchers, writes at the given rate and measures.
-func RunSSE(ctx context.Context, cfg SSEConfig) (SSEResult, error) {
-	if cfg.Watchers <= 0 {
-		cfg.Watchers = 10000
-	}
-	if cfg.Rate <= 0 {
-		cfg.Rate = 10
-	}
-	if cfg.Writes <= 0 {
-		cfg.Writes = cfg.Rate * 10
-	}
-	if cfg.ValueSize <= 0 {
-		cfg.ValueSize = 256
-	}
-	if cfg.Settle <= 0 {
-		cfg.Settle = 10 * time.Second
-	}
-	logf := cfg.Log
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
+func RunSSE(ctx context.Context, cfg WatchConfig) (WatchResult, error) {
 	switch cfg.Workload {
 	case WorkloadSSEShared, WorkloadSSEDistinct:
 	default:
-		return SSEResult{}, fmt.Errorf("bench: unknown SSE workload %q (%s, %s)", cfg.Workload, WorkloadSSEShared, WorkloadSSEDistinct)
+		return WatchResult{}, fmt.Errorf("bench: unknown SSE workload %q (%s, %s)", cfg.Workload, WorkloadSSEShared, WorkloadSSEDistinct)
 	}
-	ep := strings.TrimRight(cfg.Endpoint, "/")
-	u, err := url.Parse(ep)
-	if err != nil || u.Host == "" {
-		return SSEResult{}, fmt.Errorf("bench: bad endpoint %q", cfg.Endpoint)
+	r, err := newWatchRun(ctx, cfg, 10000)
+	if err != nil {
+		return WatchResult{}, err
 	}
-	if lim, err := RaiseOpenFiles(uint64(cfg.Watchers) + 1024); err != nil || lim < uint64(cfg.Watchers)+64 {
-		return SSEResult{}, fmt.Errorf("bench: %d watchers need %d open files, the limit is %d (%v)", cfg.Watchers, cfg.Watchers+1024, lim, err)
-	}
-	res := SSEResult{Workload: cfg.Workload, Watchers: cfg.Watchers, RSSPerWatcher: -1, HeapStackPerWatcher: -1}
-	hc := newHTTPClient()
-	defer hc.CloseIdleConnections()
-	// Start from a quiet member: the watchers of an earlier run are gone.
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
-		if n, err := serverWatchers(ctx, hc, ep); err != nil || n == 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	time.Sleep(time.Second)
-	before, _ := serverMemory(ctx, hc, ep)
+	defer r.close()
+	cfg = r.cfg
+	res := r.res
 
-	run := strconv.FormatInt(time.Now().UnixNano(), 36)
-	prefix := "/ssebench/" + run
+	prefix := "/ssebench/" + runID()
 	watchPath := func(i int) string {
 		if cfg.Workload == WorkloadSSEShared {
 			return prefix + "/shared?wait=true&recursive=true"
@@ -176,7 +156,7 @@ func RunSSE(ctx context.Context, cfg SSEConfig) (SSEResult, error) {
 		go func() {
 			defer dialWG.Done()
 			defer func() { <-sem }()
-			w, body, err := dialSSE(u.Host, "/v2/keys"+watchPath(i))
+			w, body, err := dialSSE(r.host, "/v2/keys"+watchPath(i))
 			if err != nil {
 				dialErr.CompareAndSwap(nil, &err)
 				return
@@ -199,88 +179,182 @@ func RunSSE(ctx context.Context, cfg SSEConfig) (SSEResult, error) {
 	}
 	dialWG.Wait()
 	if p := dialErr.Load(); p != nil {
-		return res, fmt.Errorf("bench: open SSE watcher: %w", *p)
+		return *res, fmt.Errorf("bench: open SSE watcher: %w", *p)
 	}
-	// Every watcher is registered once the member counts them.
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		n, err := serverWatchers(ctx, hc, ep)
-		if err == nil && n >= cfg.Watchers {
-			break
-		}
-		if time.Now().After(deadline) {
-			return res, fmt.Errorf("bench: the member counts %d watchers, want %d (%v)", n, cfg.Watchers, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	res.Connect = time.Since(start)
-	logf("%d SSE watchers open in %s", cfg.Watchers, res.Connect.Round(time.Millisecond))
-	time.Sleep(time.Second) // let the member settle before reading its memory
-	if after, ok := serverMemory(ctx, hc, ep); ok && before.rss > 0 {
-		res.RSSPerWatcher = (after.rss - before.rss) / float64(cfg.Watchers)
-		res.HeapStackPerWatcher = (after.heap + after.stack - before.heap - before.stack) / float64(cfg.Watchers)
+	if err := r.awaitRegistered(ctx, start, "SSE"); err != nil {
+		return *res, err
 	}
 
-	cpuBefore, cpuOK := serverMemory(ctx, hc, ep)
-	cpuStart := time.Now()
-	// Write at the rate; remember each acknowledgement.
-	value := strings.Repeat("v", cfg.ValueSize)
-	acks := make(map[uint64]time.Time, cfg.Writes)
-	keyOf := make(map[uint64]int, cfg.Writes)
-	tick := time.NewTicker(time.Second / time.Duration(cfg.Rate))
-	defer tick.Stop()
-	writeStart := time.Now()
-	for n := 0; n < cfg.Writes; n++ {
-		select {
-		case <-ctx.Done():
-			return res, ctx.Err()
-		case <-tick.C:
-		}
-		idx, err := putIndex(ctx, hc, ep, writeKey(n), value)
-		if err != nil {
-			res.Errors++
-			continue
-		}
-		acks[idx] = time.Now()
-		keyOf[idx] = n % cfg.Watchers
+	acks, keyOf, err := r.write(ctx, writeKey)
+	if err != nil {
+		return *res, err
 	}
-	writeEnd := time.Now()
-	res.Writes = len(acks)
-
-	// Wait until every expected delivery arrived (or Settle passed).
 	expected := int64(len(acks))
 	if cfg.Workload == WorkloadSSEShared {
 		expected *= int64(cfg.Watchers)
 	}
-	count := func() int64 {
+	r.settle(ctx, expected, func() int64 {
 		var n int64
 		for _, w := range ws {
 			n += int64(len(w.deliveries()))
 		}
 		return n
+	})
+	res.Errors += readErrs.Load()
+	r.summarise(acks, expected, len(ws), func(i int) []delivery { return ws[i].deliveries() }, func(i int, idx uint64) bool {
+		return cfg.Workload != WorkloadSSEDistinct || keyOf[idx] == i
+	})
+	return *res, nil
+}
+
+// watchRun is what every watch workload shares: the member, the client
+// for its writes and gauges, the writer, and the summary.
+type watchRun struct {
+	cfg    WatchConfig
+	ep     string // client URL without a trailing slash
+	host   string // its host:port, for raw connections
+	hc     *http.Client
+	logf   func(format string, args ...any)
+	res    *WatchResult
+	before memSample // the member's gauges before any watcher connected
+
+	// The writer's window, and the member's CPU from its start.
+	writeStart, writeEnd time.Time
+	cpuBefore            memSample
+	cpuOK                bool
+}
+
+// newWatchRun fills in cfg's defaults, raises the open-file limit for the
+// watchers, waits for a member with no watchers left from an earlier run
+// and samples its memory.
+func newWatchRun(ctx context.Context, cfg WatchConfig, defaultWatchers int) (*watchRun, error) {
+	if cfg.Watchers <= 0 {
+		cfg.Watchers = defaultWatchers
 	}
-	for deadline := time.Now().Add(cfg.Settle); count() < expected && time.Now().Before(deadline); {
+	if cfg.Rate <= 0 {
+		cfg.Rate = 10
+	}
+	if cfg.Writes <= 0 {
+		cfg.Writes = cfg.Rate * 10
+	}
+	if cfg.ValueSize <= 0 {
+		cfg.ValueSize = 256
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = 10 * time.Second
+	}
+	r := &watchRun{cfg: cfg, logf: cfg.Log}
+	if r.logf == nil {
+		r.logf = func(string, ...any) {}
+	}
+	r.ep = strings.TrimRight(cfg.Endpoint, "/")
+	u, err := url.Parse(r.ep)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("bench: bad endpoint %q", cfg.Endpoint)
+	}
+	r.host = u.Host
+	if lim, err := RaiseOpenFiles(uint64(cfg.Watchers) + 1024); err != nil || lim < uint64(cfg.Watchers)+64 {
+		return nil, fmt.Errorf("bench: %d watchers need %d open files, the limit is %d (%v)", cfg.Watchers, cfg.Watchers+1024, lim, err)
+	}
+	r.res = &WatchResult{Workload: cfg.Workload, Watchers: cfg.Watchers, RSSPerWatcher: -1, HeapStackPerWatcher: -1, ServerCPUPerDelivery: -1, ServerCores: -1}
+	r.hc = newHTTPClient()
+	// Start from a quiet member: the watchers of an earlier run are gone.
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
+		if n, err := serverWatchers(ctx, r.hc, r.ep); err != nil || n == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	r.before, _ = serverMemory(ctx, r.hc, r.ep)
+	return r, nil
+}
+
+func (r *watchRun) close() { r.hc.CloseIdleConnections() }
+
+// runID names one run's keys.
+func runID() string { return strconv.FormatInt(time.Now().UnixNano(), 36) }
+
+// awaitRegistered waits until the member counts every watcher (opened
+// from start on), then reads its memory per watcher.
+func (r *watchRun) awaitRegistered(ctx context.Context, start time.Time, kind string) error {
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		n, err := serverWatchers(ctx, r.hc, r.ep)
+		if err == nil && n >= r.cfg.Watchers {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("bench: the member counts %d watchers, want %d (%v)", n, r.cfg.Watchers, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.res.Connect = time.Since(start)
+	r.logf("%d %s watchers open in %s", r.cfg.Watchers, kind, r.res.Connect.Round(time.Millisecond))
+	time.Sleep(time.Second) // let the member settle before reading its memory
+	if after, ok := serverMemory(ctx, r.hc, r.ep); ok && r.before.rss > 0 {
+		r.res.RSSPerWatcher = (after.rss - r.before.rss) / float64(r.cfg.Watchers)
+		r.res.HeapStackPerWatcher = (after.heap + after.stack - r.before.heap - r.before.stack) / float64(r.cfg.Watchers)
+	}
+	return nil
+}
+
+// write puts cfg.Writes values at cfg.Rate, the n-th to key(n), and
+// returns each acknowledged write's acknowledgement time and n by store
+// index. A failed write counts as an error.
+func (r *watchRun) write(ctx context.Context, key func(n int) string) (acks map[uint64]time.Time, keyOf map[uint64]int, err error) {
+	r.cpuBefore, r.cpuOK = serverMemory(ctx, r.hc, r.ep)
+	value := strings.Repeat("v", r.cfg.ValueSize)
+	acks = make(map[uint64]time.Time, r.cfg.Writes)
+	keyOf = make(map[uint64]int, r.cfg.Writes)
+	tick := time.NewTicker(time.Second / time.Duration(r.cfg.Rate))
+	defer tick.Stop()
+	r.writeStart = time.Now()
+	for n := 0; n < r.cfg.Writes; n++ {
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-tick.C:
+		}
+		idx, err := putIndex(ctx, r.hc, r.ep, key(n), value)
+		if err != nil {
+			r.res.Errors++
+			continue
+		}
+		acks[idx] = time.Now()
+		keyOf[idx] = n % r.cfg.Watchers
+	}
+	r.writeEnd = time.Now()
+	r.res.Writes = len(acks)
+	return acks, keyOf, nil
+}
+
+// settle waits until count() reaches expected (or cfg.Settle passed) and
+// then reads the member's CPU time since the writer started.
+func (r *watchRun) settle(ctx context.Context, expected int64, count func() int64) {
+	for deadline := time.Now().Add(r.cfg.Settle); count() < expected && time.Now().Before(deadline) && ctx.Err() == nil; {
 		time.Sleep(20 * time.Millisecond)
 	}
-	res.ServerCPUPerDelivery, res.ServerCores = -1, -1
-	if cpuAfter, ok := serverMemory(ctx, hc, ep); ok && cpuOK {
-		used := cpuAfter.cpu - cpuBefore.cpu
-		res.ServerCores = used / time.Since(cpuStart).Seconds()
+	if cpuAfter, ok := serverMemory(ctx, r.hc, r.ep); ok && r.cpuOK {
+		used := cpuAfter.cpu - r.cpuBefore.cpu
+		r.res.ServerCores = used / time.Since(r.writeStart).Seconds()
 		if n := count(); n > 0 {
-			res.ServerCPUPerDelivery = time.Duration(used / float64(n) * 1e9)
+			r.res.ServerCPUPerDelivery = time.Duration(used / float64(n) * 1e9)
 		}
 	}
+}
 
-	// Summarise.
+// summarise fills in the deliveries, missing ones and latencies from what
+// each of n watchers received (deliveries(i)), counting a delivery of a
+// write's store index idx to watcher i only when keep(i, idx).
+func (r *watchRun) summarise(acks map[uint64]time.Time, expected int64, n int, deliveries func(i int) []delivery, keep func(i int, idx uint64) bool) {
+	res := r.res
 	last := make(map[uint64]time.Time, len(acks))
 	var each []time.Duration
 	var lastDelivery time.Time
-	for i, w := range ws {
-		for _, d := range w.deliveries() {
+	for i := range n {
+		for _, d := range deliveries(i) {
 			ack, ok := acks[d.index]
-			if !ok {
-				continue
-			}
-			if cfg.Workload == WorkloadSSEDistinct && keyOf[d.index] != i {
+			if !ok || !keep(i, d.index) {
 				continue
 			}
 			res.Deliveries++
@@ -294,7 +368,6 @@ func RunSSE(ctx context.Context, cfg SSEConfig) (SSEResult, error) {
 		}
 	}
 	res.Missing = expected - res.Deliveries
-	res.Errors += readErrs.Load()
 	var toAll []time.Duration
 	for idx, ack := range acks {
 		if t, ok := last[idx]; ok {
@@ -309,10 +382,9 @@ func RunSSE(ctx context.Context, cfg SSEConfig) (SSEResult, error) {
 	if n := len(each); n > 0 {
 		res.EachP50, res.EachP99 = each[n*50/100], each[min(n-1, n*99/100)]
 	}
-	if span := lastDelivery.Sub(writeStart); span > 0 {
-		res.DeliveriesPerSec = float64(res.Deliveries) / max(span, writeEnd.Sub(writeStart)).Seconds()
+	if span := lastDelivery.Sub(r.writeStart); span > 0 {
+		res.DeliveriesPerSec = float64(res.Deliveries) / max(span, r.writeEnd.Sub(r.writeStart)).Seconds()
 	}
-	return res, nil
 }
 
 // dialSSE opens one raw HTTP/1.1 SSE request (small buffers: the point is

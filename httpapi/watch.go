@@ -81,6 +81,28 @@ func (rt *router) serveWatch(w http.ResponseWriter, r *http.Request, kr *keyRequ
 		return // a stream goroutine serves it now (sse.go)
 	}
 	defer wa.Remove()
+	if !stream {
+		// A long poll the history answers at once (a waitIndex at or
+		// below the current index): the headers and the event leave in
+		// one write, chunked as ever, instead of a flush of the headers
+		// followed by the body.
+		ev, err := wa.Next()
+		if err == nil && ev != nil && !ev.Refresh {
+			rt.setWatchHeaders(w.Header(), false, wa.StartIndex())
+			w.Header()["Transfer-Encoding"] = hvChunked
+			w.WriteHeader(http.StatusOK)
+			b := getBuf()
+			ev.AppendJSON(b, rt.now())
+			_, _ = w.Write(b.Bytes())
+			putBuf(b)
+			return
+		}
+		if err != nil {
+			rt.startWatchResponse(w, false, wa.StartIndex()) // over before any event
+			return
+		}
+		// Nothing yet (or a refresh, never shown): wait below.
+	}
 	if !rt.startWatchResponse(w, sse, wa.StartIndex()) {
 		return
 	}

@@ -164,6 +164,54 @@ func TestWatchLongPoll(t *testing.T) {
 	}
 }
 
+// TestWatchLongPollAnsweredAtOnce: a long poll whose event is already in
+// the history gets the same response (chunked, the registration index in
+// the headers) in one write; one that is over before any event gets the
+// headers and no body, as when it ends while waiting.
+func TestWatchLongPollAnsweredAtOnce(t *testing.T) {
+	for _, refresh := range []bool{false, true} {
+		wa := newFakeWatcher(18)
+		if refresh {
+			wa.push(&api.Event{Action: "set", Refresh: true, Node: node("/watched", "v0", 18, 18)}) // never shown
+		}
+		wa.push(w27)
+		_, _, srv := watchEnv(t, wa, nil)
+		resp, err := http.Get(srv.URL + "/v2/keys/watched?wait=true&waitIndex=19")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 || resp.Header.Get("X-Etcd-Index") != "18" || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("refresh=%v: status %d, headers %v", refresh, resp.StatusCode, resp.Header)
+		}
+		if resp.ContentLength != -1 || len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+			t.Errorf("refresh=%v: Content-Length %d, Transfer-Encoding %v; want chunked", refresh, resp.ContentLength, resp.TransferEncoding)
+		}
+		if string(b) != w27Body {
+			t.Errorf("refresh=%v: body %q, want %q", refresh, b, w27Body)
+		}
+		wa.waitRemoved(t)
+	}
+
+	wa := newFakeWatcher(18)
+	wa.end(nil)
+	_, _, srv := watchEnv(t, wa, nil)
+	resp, err := http.Get(srv.URL + "/v2/keys/watched?wait=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Etcd-Index") != "18" || len(b) != 0 {
+		t.Errorf("ended watch: status %d, X-Etcd-Index %q, body %q", resp.StatusCode, resp.Header.Get("X-Etcd-Index"), b)
+	}
+	wa.waitRemoved(t)
+}
+
 // TestWatchStream: every event is flushed as it comes; a closed channel ends
 // the response cleanly (spec §5.4, W29).
 func TestWatchStream(t *testing.T) {

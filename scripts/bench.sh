@@ -45,4 +45,9 @@ run mixed 64
 # to delivery, events/s, and the member's memory and CPU per watcher.
 "$BIN" bench --endpoints "http://127.0.0.1:$PORT" --workload sse-shared --watchers 10000 --rate 10 --duration "$BENCHTIME"
 "$BIN" bench --endpoints "http://127.0.0.1:$PORT" --workload sse-distinct --watchers 10000 --rate 10 --duration "$BENCHTIME"
+# 1,000 v2 long-poll watchers on one prefix (each re-watching from
+# modifiedIndex+1 after every event), a write every 100 ms: acknowledgement
+# to delivery to every watcher, missing deliveries (0), and the member's
+# memory and CPU per watcher.
+"$BIN" bench --endpoints "http://127.0.0.1:$PORT" --workload longpoll --watchers 1000 --rate 10 --duration "$BENCHTIME"
 echo "data dir: $(du -sh "$dir" | cut -f1)  server RSS: $(awk '/VmRSS/ {print $2" "$3}' /proc/$pid/status)"

@@ -128,6 +128,11 @@ func benchSSE(b *testing.B, workload string) {
 	if res.Missing != 0 || res.Errors != 0 {
 		b.Fatalf("%d deliveries missing, %d errors", res.Missing, res.Errors)
 	}
+	reportWatchMetrics(b, res)
+}
+
+// reportWatchMetrics reports a watch run's latencies, rate and memory.
+func reportWatchMetrics(b *testing.B, res bench.WatchResult) {
 	b.ReportMetric(float64(res.ToAllP50.Microseconds()), "ack→all-p50-µs")
 	b.ReportMetric(float64(res.ToAllP99.Microseconds()), "ack→all-p99-µs")
 	b.ReportMetric(res.DeliveriesPerSec, "events/s")
@@ -140,3 +145,38 @@ func BenchmarkSSE10kShared(b *testing.B) { benchSSE(b, bench.WorkloadSSEShared) 
 
 // BenchmarkSSE10kDistinct: each watcher on its own key; each write reaches one.
 func BenchmarkSSE10kDistinct(b *testing.B) { benchSSE(b, bench.WorkloadSSEDistinct) }
+
+// BenchmarkLongPoll1k: 1,000 v2 long-poll watchers (override with
+// CAIRN_LONGPOLL_WATCHERS) on one prefix, each on its own keep-alive
+// connection re-watching from modifiedIndex+1 after every event, a writer at
+// 10 writes/s, 100 writes (run with -benchtime 1x); the member is its own
+// process, as above.
+func BenchmarkLongPoll1k(b *testing.B) {
+	watchers := 1000
+	if v, err := strconv.Atoi(os.Getenv("CAIRN_LONGPOLL_WATCHERS")); err == nil && v > 0 {
+		watchers = v
+	}
+	need := uint64(watchers + 1024)
+	if lim, err := bench.RaiseOpenFiles(need); lim < need {
+		msg := fmt.Sprintf("SKIPPING %s: %d watchers need %d open files, the limit is %d (%v)", b.Name(), watchers, need, lim, err)
+		fmt.Fprintln(os.Stderr, "!!! "+msg)
+		b.Skip(msg)
+	}
+	ep := startMemberProcess(b)
+	b.ResetTimer()
+	res, err := bench.RunLongPoll(context.Background(), bench.WatchConfig{
+		Endpoint: ep, Watchers: watchers, Rate: 10, Writes: 100,
+		Log: func(f string, a ...any) { b.Logf(f, a...) },
+	})
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Log(res)
+	if res.Missing != 0 || res.Errors != 0 {
+		b.Fatalf("%d deliveries missing, %d errors (first: %v)", res.Missing, res.Errors, res.FirstError)
+	}
+	reportWatchMetrics(b, res)
+	b.ReportMetric(float64(res.ToAllMax.Microseconds()), "ack→all-max-µs")
+	b.ReportMetric(float64(res.ServerCPUPerDelivery.Nanoseconds())/1e3, "server-cpu-µs/delivery")
+}
