@@ -186,17 +186,28 @@ func doOne(ctx context.Context, hc *http.Client, ep string, cfg Config, rng *ran
 	key := cfg.Prefix + "/k" + strconv.Itoa(rng.IntN(cfg.KeySpace))
 	switch cfg.Workload {
 	case WorkloadPut:
-		return put(ctx, hc, ep, key, value)
+		return put(ctx, hc, ep, key, randomValue(rng, len(value)))
 	case WorkloadGet:
 		return get(ctx, hc, ep, key, false)
 	case WorkloadQGet:
 		return get(ctx, hc, ep, key, true)
 	default: // mixed: 90 % GET, 10 % PUT
 		if rng.IntN(10) == 0 {
-			return put(ctx, hc, ep, key, value)
+			return put(ctx, hc, ep, key, randomValue(rng, len(value)))
 		}
 		return get(ctx, hc, ep, key, false)
 	}
+}
+
+// randomValue returns n random letters: values that compress like real
+// data rather than like a run of one byte.
+func randomValue(rng *rand.Rand, n int) string {
+	const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = letters[rng.IntN(len(letters))]
+	}
+	return string(b)
 }
 
 func put(ctx context.Context, hc *http.Client, ep, key, value string) error {
@@ -247,8 +258,9 @@ func preload(ctx context.Context, cfg Config, value string) error {
 			hc := newHTTPClient()
 			defer hc.CloseIdleConnections()
 			ep := strings.TrimRight(cfg.Endpoints[0], "/")
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
 			for k := range keys {
-				if err := put(ctx, hc, ep, cfg.Prefix+"/k"+strconv.Itoa(k), value); err != nil {
+				if err := put(ctx, hc, ep, cfg.Prefix+"/k"+strconv.Itoa(k), randomValue(rng, len(value))); err != nil {
 					select {
 					case errc <- fmt.Errorf("preload: %w", err):
 					default:
