@@ -128,14 +128,8 @@ func (t *Tree) applyCAS(b *Batch, p string, c *Cmd) (*api.Event, *api.Error, err
 	if p == "/" {
 		return nil, t.apiError(api.EcodeRootROnly, "/"), nil
 	}
-	n, aerr := t.lookup(p)
+	n, aerr := t.comparedFile(p, c)
 	if aerr != nil {
-		return nil, aerr, nil
-	}
-	if n.dir {
-		return nil, t.apiError(api.EcodeNotFile, p), nil
-	}
-	if aerr := t.compare(n, c); aerr != nil {
 		return nil, aerr, nil
 	}
 	value := c.Value
@@ -209,20 +203,30 @@ func (t *Tree) applyDelete(b *Batch, p string, c *Cmd) (*api.Event, *api.Error, 
 	return ev, nil, err
 }
 
+// comparedFile looks up the file at p and checks c's prevValue/prevIndex
+// against it: the common part of compare-and-swap and compare-and-delete.
+func (t *Tree) comparedFile(p string, c *Cmd) (*treeNode, *api.Error) {
+	n, aerr := t.lookup(p)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if n.dir {
+		return nil, t.apiError(api.EcodeNotFile, p)
+	}
+	if aerr := t.compare(n, c); aerr != nil {
+		return nil, aerr
+	}
+	return n, nil
+}
+
 // applyCAD is compare-and-delete: files only. On the root it answers 102
 // without a cause, as etcd does (its cause is the internal prefix, trimmed).
 func (t *Tree) applyCAD(b *Batch, p string, c *Cmd) (*api.Event, *api.Error, error) {
 	if p == "/" {
 		return nil, t.apiError(api.EcodeNotFile, ""), nil
 	}
-	n, aerr := t.lookup(p)
+	n, aerr := t.comparedFile(p, c)
 	if aerr != nil {
-		return nil, aerr, nil
-	}
-	if n.dir {
-		return nil, t.apiError(api.EcodeNotFile, p), nil
-	}
-	if aerr := t.compare(n, c); aerr != nil {
 		return nil, aerr, nil
 	}
 	ev, err := t.remove(b, n, p, api.ActionCompareAndDelete)
