@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -19,32 +18,18 @@ import (
 	"time"
 
 	clientv2 "go.etcd.io/etcd/client/v2"
-)
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
+	"cairn/internal/testbin"
 )
 
 // binary builds cairn once per test run.
 func binary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cairn-e2e-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "cairn")
-		cmd := exec.Command("go", "build", "-o", binPath, "..")
-		cmd.Stderr = os.Stderr
-		buildErr = cmd.Run()
-	})
-	if buildErr != nil {
-		t.Fatalf("build cairn: %v", buildErr)
+	bin, err := testbin.Cairn("..")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return binPath
+	return bin
 }
 
 func freePort(t *testing.T) int {

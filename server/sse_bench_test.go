@@ -8,14 +8,14 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"cairn/bench"
+
+	"cairn/internal/testbin"
 )
 
 // SSE fan-out benchmarks: 10,000 Server-Sent Events watchers (override with
@@ -26,28 +26,12 @@ import (
 // 10,000 connections do not share one open-file limit. The load generator
 // shares the machine's cores with it.
 
-var (
-	sseBinOnce sync.Once
-	sseBin     string
-	sseBinErr  error
-)
-
 func cairnBinary(b *testing.B) string {
-	sseBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cairn-bench-bin")
-		if err != nil {
-			sseBinErr = err
-			return
-		}
-		sseBin = filepath.Join(dir, "cairn")
-		cmd := exec.Command("go", "build", "-o", sseBin, "..")
-		cmd.Stderr = os.Stderr
-		sseBinErr = cmd.Run()
-	})
-	if sseBinErr != nil {
-		b.Fatalf("build cairn: %v", sseBinErr)
+	bin, err := testbin.Cairn("..")
+	if err != nil {
+		b.Fatal(err)
 	}
-	return sseBin
+	return bin
 }
 
 func benchFreePort(b *testing.B) string {
