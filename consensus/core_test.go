@@ -34,18 +34,30 @@ func (t queueTransport) Close() error { return nil }
 
 type simMember struct {
 	id   uint64
+	fs   *vfs.MemFS // crashable: a crash keeps only what was synced (and some of the rest)
+	cfg  Config
 	eng  *storage.Engine
 	tree *storage.Tree
 	c    *core
 	obs  *recObserver
+
+	// Kept across restarts.
+	log            map[uint64]string // raft index → digest of what was applied there
+	lastApplied    uint64            // applied index after the last step of this incarnation
+	durableApplied uint64            // an applied index known to be synced to fs
+	restarts       int
 }
 
 // TestCoreDeterministic drives three cores directly — no goroutines, no
 // channels, no timers: one seeded RNG picks every step (tick a member,
-// deliver, drop or duplicate a message, propose on a member). This is the
-// seam internal/testcluster builds on. Checks: at most one leader per term,
-// every acknowledged write is on every member at the end, and the members'
-// trees are byte-identical.
+// deliver, drop or duplicate a message, propose on a member, crash a member
+// and restart it from what its crashable disk kept). This is the seam
+// internal/testcluster builds on. Checks: at most one leader per term,
+// every acknowledged write is on every member at the end (so none is lost
+// to a crash), no two applies at one raft index differ (across members and
+// restarts), a member's applied index never goes back except by a restart,
+// and never below what was synced before the crash, and the members' trees
+// are byte-identical.
 func TestCoreDeterministic(t *testing.T) {
 	seeds := []uint64{1, 2, 3, 4, 5}
 	switch {
@@ -71,34 +83,79 @@ func runCoreSim(t *testing.T, seed uint64) {
 	now := func() time.Time { return clock }
 	peers := []uint64{1, 2, 3}
 	ms := make(map[uint64]*simMember)
-	for _, id := range peers {
-		eng, err := storage.Open("data", storage.Options{FS: vfs.NewMem()})
-		if err != nil {
-			t.Fatal(err)
+	defer func() {
+		for _, m := range ms {
+			if m.eng != nil {
+				m.eng.Close()
+			}
 		}
-		defer eng.Close()
+	}()
+	// firstApplied: raft index → the digest of the first apply seen at it,
+	// on any member. Every later apply at that index, on any member or
+	// after any restart, must match.
+	firstApplied := make(map[uint64]string)
+	firstBy := make(map[uint64]uint64)
+	// open (re)builds m's engine, tree and core from m.fs.
+	open := func(m *simMember) {
+		eng, err := storage.Open("data", storage.Options{FS: m.fs})
+		if err != nil {
+			t.Fatalf("seed %d: member %d: open engine (restart %d): %v", seed, m.id, m.restarts, err)
+		}
 		tree, err := storage.OpenTree(eng)
 		if err != nil {
-			t.Fatal(err)
+			eng.Close()
+			t.Fatalf("seed %d: member %d: open tree (restart %d): %v", seed, m.id, m.restarts, err)
 		}
-		met, _ := newMetrics(nil)
-		cfg := Config{ID: id, Peers: peers, Engine: eng, SM: tree, Transport: queueTransport{&queue}, SnapshotCount: 30, SnapshotCatchUpEntries: 10}
+		m.eng, m.tree = eng, tree
+		sm := &recordingSM{Tree: tree, record: func(index uint64, digest string) {
+			if prev, ok := m.log[index]; ok && prev != digest {
+				t.Fatalf("seed %d: member %d applied %q at %d, and %q there before its restart", seed, m.id, digest, index, prev)
+			}
+			m.log[index] = digest
+			if first, ok := firstApplied[index]; ok && first != digest {
+				t.Fatalf("seed %d: member %d applied %q at %d, member %d applied %q", seed, m.id, digest, index, firstBy[index], first)
+			} else if !ok {
+				firstApplied[index], firstBy[index] = digest, m.id
+			}
+		}}
+		cfg := m.cfg
+		cfg.Engine, cfg.SM = eng, sm
 		if err := cfg.setDefaults(); err != nil {
 			t.Fatal(err)
 		}
+		met, _ := newMetrics(nil)
 		c, err := newCore(&cfg, newWaitRegistry(), &published{leaderChange: newNotifier()}, met, now)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("seed %d: member %d: new core (restart %d): %v", seed, m.id, m.restarts, err)
 		}
-		obs := &recObserver{}
-		c.obs = obs
-		ms[id] = &simMember{id: id, eng: eng, tree: tree, c: c, obs: obs}
+		m.obs = &recObserver{}
+		c.obs = m.obs
+		m.c = c
+	}
+	for _, id := range peers {
+		m := &simMember{id: id, fs: vfs.NewCrashableMem(), log: make(map[uint64]string)}
+		m.cfg = Config{ID: id, Peers: peers, Transport: queueTransport{&queue}, SnapshotCount: 30, SnapshotCatchUpEntries: 10}
+		open(m)
+		ms[id] = m
 	}
 	ready := func(m *simMember) {
-		for m.c.rn.HasReady() {
+		for i := 0; m.c.rn.HasReady(); i++ {
+			if i == 10_000 {
+				t.Fatalf("seed %d: member %d: raft keeps producing Readys", seed, m.id)
+			}
+			before, synced := m.c.applied, syncedCommits(t, m.c)
 			if err := m.c.handleReady(); err != nil {
 				t.Fatalf("seed %d: member %d: %v", seed, m.id, err)
 			}
+			// A synced commit makes every earlier (unsynced) apply batch
+			// durable too: pebble syncs its WAL up to that commit.
+			if syncedCommits(t, m.c) > synced {
+				m.durableApplied = max(m.durableApplied, before)
+			}
+			if m.c.applied < m.lastApplied {
+				t.Fatalf("seed %d: member %d: applied index went back from %d to %d without a restart", seed, m.id, m.lastApplied, m.c.applied)
+			}
+			m.lastApplied = m.c.applied
 		}
 	}
 	isolated := make(map[uint64]bool)
@@ -120,6 +177,50 @@ func runCoreSim(t *testing.T, seed uint64) {
 			ms[msg.GetFrom()].c.report(report{id: msg.GetTo(), snapshot: true})
 			ready(ms[msg.GetFrom()])
 		}
+	}
+	// crash simulates a power loss on m and a restart: the disk keeps what
+	// was synced and, with a random probability, some of what was not;
+	// everything waiting on the member fails, the messages on their way to
+	// it are lost (those it sent are on the wire and may still arrive),
+	// and the member restarts from the crashed disk.
+	crashes, rolledBack := 0, 0
+	crash := func(m *simMember) {
+		crashes++
+		pct := 0
+		if rng.IntN(2) == 0 {
+			pct = rng.IntN(101)
+		}
+		crashed := m.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: pct, RNG: rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))})
+		m.c.failAll(ErrStopped)
+		err := m.eng.Close()
+		m.eng = nil
+		if err != nil {
+			t.Fatalf("seed %d: member %d: close before the crash: %v", seed, m.id, err)
+		}
+		kept := queue[:0]
+		for _, msg := range queue {
+			if msg.GetTo() != m.id {
+				kept = append(kept, msg)
+				continue
+			}
+			if msg.GetType() == raftpb.MsgSnap {
+				ms[msg.GetFrom()].c.report(report{id: msg.GetTo(), snapshot: true, failed: true})
+				ready(ms[msg.GetFrom()])
+			}
+		}
+		clear(queue[len(kept):])
+		queue = kept
+		m.fs = crashed
+		m.restarts++
+		open(m)
+		if m.c.applied < m.durableApplied {
+			t.Fatalf("seed %d: member %d restarted (%d%% of unsynced data kept) at applied %d, below the synced applied %d", seed, m.id, pct, m.c.applied, m.durableApplied)
+		}
+		if m.c.applied < m.lastApplied {
+			rolledBack++
+		}
+		m.lastApplied = m.c.applied
+		ready(m)
 	}
 	leaders := make(map[uint64]uint64) // term → leader
 	checkLeaders := func() {
@@ -199,6 +300,8 @@ func runCoreSim(t *testing.T, seed uint64) {
 		case r < 95 && step < steps*3/4:
 			// Partition a member away, or heal it.
 			isolated[m.id] = !isolated[m.id]
+		case r < 96 && step < steps*3/4:
+			crash(m)
 		default:
 			w := &readWaiter{done: make(chan error, 1)}
 			m.c.readIndex([]*readWaiter{w})
@@ -285,5 +388,5 @@ func runCoreSim(t *testing.T, seed uint64) {
 		}
 		m.c.failAll(ErrStopped)
 	}
-	t.Logf("seed %d: %d writes acknowledged, %d terms, applied %d", seed, len(acked), len(leaders), ms[1].c.applied)
+	t.Logf("seed %d: %d writes acknowledged, %d terms, %d crashes (%d restarted behind), %d indexes compared, applied %d", seed, len(acked), len(leaders), crashes, rolledBack, len(firstApplied), ms[1].c.applied)
 }
