@@ -32,14 +32,32 @@ func binary(t *testing.T) string {
 	return bin
 }
 
+var (
+	portsMu sync.Mutex
+	ports   = map[int]bool{} // handed out in this test process
+)
+
+// freePort returns a loopback port that was free a moment ago and that no
+// earlier call returned: the kernel may hand the same port out twice in a
+// row once its listener is closed, and two members must never share one.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !ports[port] {
+			ports[port] = true
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no unused loopback port after 100 tries")
+	return 0
 }
 
 // member is one cairn serve process.

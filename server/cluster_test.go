@@ -11,22 +11,40 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"cairn/bench"
 )
 
+var (
+	loopbackMu    sync.Mutex
+	loopbackTaken = map[string]bool{} // handed out in this test process
+)
+
 // freeLoopbackURL reserves a port on 127.0.0.1 and releases it: members
-// of a cluster must know each other's peer URLs before they start.
+// of a cluster must know each other's peer URLs before they start. The
+// kernel may hand a released port out again at once, so a URL returned
+// earlier in this process is never returned twice.
 func freeLoopbackURL(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	loopbackMu.Lock()
+	defer loopbackMu.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := "http://" + ln.Addr().String()
+		ln.Close()
+		if !loopbackTaken[u] {
+			loopbackTaken[u] = true
+			return u
+		}
 	}
-	defer ln.Close()
-	return "http://" + ln.Addr().String()
+	t.Fatal("no unused loopback port after 100 tries")
+	return ""
 }
 
 // startTestCluster starts n members on loopback, all at once: in memory,
