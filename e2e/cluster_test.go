@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -164,55 +163,19 @@ func TestClusterLeaderKill9(t *testing.T) {
 	members := waitMembersPublished(t, ms[0], 3)
 	t.Logf("leader %s (%s); members %+v", lead.name, leadID, members)
 
-	type ack struct {
-		key, value string
-		index      uint64
-	}
-	var (
-		mu    sync.Mutex
-		acked []ack
-		wg    sync.WaitGroup
-	)
-	stop := make(chan struct{})
 	ctx := context.Background()
+	// Four writers per member; writer w talks to ms[w/4].
+	var kapis []clientv2.KeysAPI
 	for _, m := range ms {
-		for w := range 4 {
-			kapi := m.client()
-			wg.Go(func() {
-				for i := range 100000 {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					key := fmt.Sprintf("/load/%s/w%d/k%d", m.name, w, i)
-					val := fmt.Sprintf("v%d", i)
-					resp, err := kapi.Set(ctx, key, val, nil)
-					if err != nil {
-						// Outcome unknown (the member died, or the write
-						// waited across the election): not counted.
-						if m == lead {
-							return
-						}
-						time.Sleep(20 * time.Millisecond)
-						continue
-					}
-					mu.Lock()
-					acked = append(acked, ack{key, val, resp.Index})
-					mu.Unlock()
-				}
-			})
+		for range 4 {
+			kapis = append(kapis, m.client())
 		}
 	}
-	countAcked := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(acked)
-	}
-	for deadline := time.Now().Add(15 * time.Second); countAcked() < 1000 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
-	before := countAcked()
+	// A failed write's outcome is unknown (the member died, or the write
+	// waited across the election): not counted. Writers on the survivors go on.
+	load := startWriteLoad(kapis, "/load", func(w int) bool { return ms[w/4] != lead })
+	load.waitFor(1000, 15*time.Second)
+	before := load.count()
 	killedAt := time.Now()
 	lead.kill()
 
@@ -244,18 +207,15 @@ func TestClusterLeaderKill9(t *testing.T) {
 	}
 
 	// The survivors keep taking writes.
-	for deadline := time.Now().Add(15 * time.Second); countAcked() < before+500 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if countAcked() < before+500 {
-		t.Fatalf("only %d writes acknowledged after the failover", countAcked()-before)
+	load.waitFor(before+500, 15*time.Second)
+	if load.count() < before+500 {
+		t.Fatalf("only %d writes acknowledged after the failover", load.count()-before)
 	}
 
 	// The old leader comes back on its data and catches up while writes
 	// go on.
 	lead.start()
-	close(stop)
-	wg.Wait()
+	acked := load.finish()
 	t.Logf("%d writes acknowledged in all", len(acked))
 
 	for _, m := range ms {

@@ -126,54 +126,19 @@ func TestDockerImageSurvivesKill(t *testing.T) {
 	}
 	kapi := clientv2.NewKeysAPI(c)
 	ctx := context.Background()
-	var (
-		mu    sync.Mutex
-		acked = map[string]string{}
-		wg    sync.WaitGroup
-	)
-	stop := make(chan struct{})
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; i < 50000; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				key, val := fmt.Sprintf("/docker/w%d/k%d", w, i), fmt.Sprintf("v%d", i)
-				if _, err := kapi.Set(ctx, key, val, nil); err != nil {
-					return
-				}
-				mu.Lock()
-				acked[key] = val
-				mu.Unlock()
-			}
-		}(w)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n >= 500 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	load := startWriteLoad([]clientv2.KeysAPI{kapi, kapi, kapi, kapi}, "/docker", never)
+	load.waitFor(500, 10*time.Second)
 	docker(t, "kill", "-s", "KILL", name)
-	close(stop)
-	wg.Wait()
+	acked := load.finish()
 	if len(acked) == 0 {
 		t.Fatal("no write acknowledged before the kill")
 	}
 	docker(t, "start", name)
 	waitHealthy(t, url, 30*time.Second)
-	for key, val := range acked {
-		resp, err := kapi.Get(ctx, key, nil)
-		if err != nil || resp.Node.Value != val {
-			t.Fatalf("acknowledged %s=%s after container kill: %v", key, val, err)
+	for _, a := range acked {
+		resp, err := kapi.Get(ctx, a.key, nil)
+		if err != nil || resp.Node.Value != a.value || resp.Node.ModifiedIndex != a.index {
+			t.Fatalf("acknowledged %s=%s@%d after container kill: %v", a.key, a.value, a.index, err)
 		}
 	}
 	t.Logf("%d acknowledged writes survived docker kill -s KILL", len(acked))

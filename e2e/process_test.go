@@ -184,53 +184,15 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	type ack struct {
-		key, value string
-		index      uint64
+	kapis := make([]clientv2.KeysAPI, 8)
+	for i := range kapis {
+		kapis[i] = kapi
 	}
-	const writers = 8
-	var (
-		mu    sync.Mutex
-		acked []ack
-		wg    sync.WaitGroup
-	)
-	stop := make(chan struct{})
-	for w := 0; w < writers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; i < 100000; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				key := fmt.Sprintf("/load/w%d/k%d", w, i)
-				val := fmt.Sprintf("v%d-%d", w, i)
-				resp, err := kapi.Set(ctx, key, val, nil)
-				if err != nil {
-					return // the member is gone: this write's outcome is unknown
-				}
-				mu.Lock()
-				acked = append(acked, ack{key, val, resp.Index})
-				mu.Unlock()
-			}
-		}(w)
-	}
+	load := startWriteLoad(kapis, "/load", never)
 	// Let the load build up, then kill mid-flight.
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n >= 2000 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	load.waitFor(2000, 10*time.Second)
 	m.kill()
-	close(stop)
-	wg.Wait()
+	acked := load.finish()
 	if len(acked) < 100 {
 		t.Fatalf("only %d writes acknowledged before the kill:\n%s", len(acked), m.log())
 	}
