@@ -135,10 +135,25 @@ func appendString(dst []byte, s string) []byte {
 	return append(dst, s...)
 }
 
-// reader decodes varints and strings, remembering the first error.
+// reader decodes varints and strings, remembering the first error. Every
+// record codec of the package uses it; corrupt is the sentinel its errors
+// wrap (ErrBadCmd when nil).
 type reader struct {
-	b   []byte
-	err error
+	b       []byte
+	err     error
+	corrupt error
+}
+
+// fail records the first error and stops further decoding.
+func (r *reader) fail(format string, args ...any) {
+	if r.err == nil {
+		sentinel := r.corrupt
+		if sentinel == nil {
+			sentinel = ErrBadCmd
+		}
+		r.err = fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...))
+	}
+	r.b = nil
 }
 
 func (r *reader) uvarint() uint64 {
@@ -147,7 +162,7 @@ func (r *reader) uvarint() uint64 {
 	}
 	v, n := binary.Uvarint(r.b)
 	if n <= 0 {
-		r.err = fmt.Errorf("%w: bad uvarint", ErrBadCmd)
+		r.fail("bad uvarint")
 		return 0
 	}
 	r.b = r.b[n:]
@@ -160,7 +175,7 @@ func (r *reader) varint() int64 {
 	}
 	v, n := binary.Varint(r.b)
 	if n <= 0 {
-		r.err = fmt.Errorf("%w: bad varint", ErrBadCmd)
+		r.fail("bad varint")
 		return 0
 	}
 	r.b = r.b[n:]
@@ -173,7 +188,7 @@ func (r *reader) string() string {
 		return ""
 	}
 	if n > uint64(len(r.b)) {
-		r.err = fmt.Errorf("%w: string of %d bytes past the end", ErrBadCmd, n)
+		r.fail("string of %d bytes past the end", n)
 		return ""
 	}
 	s := string(r.b[:n])

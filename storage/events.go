@@ -356,11 +356,11 @@ func decodeEventRecord(b []byte) (*api.Event, error) {
 	if flags&^evRecKnownFlags != 0 {
 		return nil, fmt.Errorf("%w: flags %#x", ErrEventCorrupt, flags)
 	}
-	d := eventDecoder{b: b[3:]}
+	d := eventDecoder{reader{b: b[3:], corrupt: ErrEventCorrupt}}
 	ev := &api.Event{Refresh: flags&evRecRefresh != 0}
 	switch {
 	case code == 0:
-		ev.Action = d.str()
+		ev.Action = d.string()
 	case int(code) < len(eventActions):
 		ev.Action = eventActions[code]
 	default:
@@ -381,48 +381,8 @@ func decodeEventRecord(b []byte) (*api.Event, error) {
 	return ev, nil
 }
 
-type eventDecoder struct {
-	b   []byte
-	err error
-}
-
-func (d *eventDecoder) fail(what string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s", ErrEventCorrupt, what)
-	}
-	d.b = nil
-}
-
-func (d *eventDecoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("uvarint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *eventDecoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *eventDecoder) str() string {
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.fail("string length")
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
-}
+// eventDecoder reads event records with the package's record reader.
+type eventDecoder struct{ reader }
 
 func (d *eventDecoder) node() *api.Node {
 	if len(d.b) == 0 {
@@ -436,10 +396,10 @@ func (d *eventDecoder) node() *api.Node {
 		return nil
 	}
 	n := &api.Node{Dir: flags&evNodeDir != 0, HideValue: flags&evNodeHideValue != 0, HideTTL: flags&evNodeHideTTL != 0}
-	n.Key = d.str()
+	n.Key = d.string()
 	n.CreatedIndex = d.uvarint()
 	n.ModifiedIndex = d.uvarint()
 	n.Expiration = d.varint()
-	n.Value = d.str()
+	n.Value = d.string()
 	return n
 }
