@@ -81,10 +81,11 @@ type TransportConfig struct {
 	RoundTripper http.RoundTripper
 	// Filter is a test seam for partitions, off by default (nil lets
 	// everything through). When set, it is asked before every request to
-	// a peer — message batches, snapshots, probes — with this member's ID
-	// and the peer's; false fails the request at once, as if the peer
+	// a peer — message batches, snapshots, probes, stream dials — and
+	// before every batch written to the peer's stream, with this member's
+	// ID and the peer's; false fails the request at once, as if the peer
 	// were unreachable. Cutting both directions of a link takes both
-	// members' filters (every request goes sender → receiver).
+	// members' filters (messages go sender → receiver).
 	Filter func(from, to uint64) bool
 }
 
@@ -118,9 +119,11 @@ func (c *TransportConfig) setDefaults() {
 // HTTPTransport carries raft messages between members over HTTP on their
 // peer URLs. Each peer has one sender goroutine with a bounded queue: Send
 // never blocks, it drops (and reports the peer unreachable) when the
-// queue is full. The sender takes everything queued at once and POSTs it
-// as one batch of length-prefixed protobuf frames over a keep-alive
-// connection; a failed POST reports the peer unreachable. Snapshots go
+// queue is full. The sender takes everything queued at once and sends it
+// as one batch of length-prefixed protobuf frames: on the stream the peer
+// keeps open to this member (stream.go) when there is one, else as a POST
+// over a keep-alive connection; a failed POST reports the peer
+// unreachable. Snapshots go
 // through their own goroutine, streamed in chunks, and their outcome is
 // reported with ReportSnapshot.
 //
@@ -138,6 +141,10 @@ type HTTPTransport struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// streamsCtx ends the streams peers opened to this member (stream.go).
+	streamsCtx    context.Context
+	streamsCancel context.CancelFunc
 
 	mu     sync.Mutex
 	peers  map[uint64]*peer
@@ -170,14 +177,17 @@ func NewHTTPTransport(cfg TransportConfig) (*HTTPTransport, error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	streamsCtx, streamsCancel := context.WithCancel(ctx)
 	return &HTTPTransport{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		client: &http.Client{Transport: rt},
-		met:    met,
-		ctx:    ctx,
-		cancel: cancel,
-		peers:  make(map[uint64]*peer),
+		cfg:           cfg,
+		log:           cfg.Logger,
+		client:        &http.Client{Transport: rt},
+		met:           met,
+		ctx:           ctx,
+		cancel:        cancel,
+		streamsCtx:    streamsCtx,
+		streamsCancel: streamsCancel,
+		peers:         make(map[uint64]*peer),
 	}, nil
 }
 
@@ -263,10 +273,14 @@ func (t *HTTPTransport) AddPeer(id uint64, urls []string) {
 	}
 	p := newPeer(t, id, urls)
 	t.peers[id] = p
-	t.wg.Add(1)
+	t.wg.Add(2)
 	go func() {
 		defer t.wg.Done()
 		p.run()
+	}()
+	go func() {
+		defer t.wg.Done()
+		p.readStreams()
 	}()
 	t.log.Debug("peer added", "peer", p.hex, "urls", urls)
 }
@@ -307,6 +321,7 @@ func (t *HTTPTransport) Close() error {
 	for _, p := range peers {
 		p.stop()
 	}
+	t.streamsCancel()
 	t.cancel()
 	t.wg.Wait()
 	t.client.CloseIdleConnections()
@@ -360,6 +375,7 @@ func (t *HTTPTransport) PeerStats() map[uint64]PeerLatency {
 func (t *HTTPTransport) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(raftMessagePath, t.serveMessages)
+	mux.HandleFunc(raftStreamPath, t.serveStream)
 	mux.HandleFunc(raftSnapshotPath, t.serveSnapshot)
 	mux.HandleFunc(raftProbingPath, t.serveProbing)
 	return mux
@@ -405,25 +421,9 @@ func (t *HTTPTransport) serveMessages(w http.ResponseWriter, r *http.Request) {
 	}
 	var bytesIn int
 	err := readMessages(r.Body, func(m *raftpb.Message) error {
-		size := proto.Size(m)
-		bytesIn += size
-		if m.GetTo() != t.cfg.ID || (from != 0 && m.GetFrom() != from) {
-			return fmt.Errorf("%w: message from %s to %s on a connection from %s", errBadFrame, hexID(m.GetFrom()), hexID(m.GetTo()), hexID(from))
-		}
-		if m.GetType() == raftpb.MsgSnap {
-			return fmt.Errorf("%w: a snapshot on the message path", errBadFrame)
-		}
-		if m.GetType() == raftpb.MsgApp {
-			t.recvAppCount.Add(1)
-			t.recvApp.add(time.Now(), size)
-		}
-		if err := recv.Step(r.Context(), m); err != nil {
-			if errors.Is(err, ErrStopped) {
-				return err
-			}
-			t.log.Debug("incoming message dropped", "from", hexID(m.GetFrom()), "type", m.GetType().String(), "err", err)
-		}
-		return nil
+		n, err := t.stepFrom(r.Context(), recv, from, m)
+		bytesIn += n
+		return err
 	})
 	t.met.received.WithLabelValues(hexID(from)).Add(float64(bytesIn))
 	switch {
@@ -483,16 +483,18 @@ type peer struct {
 	ctx   context.Context
 	stopc context.CancelFunc
 
-	mu       sync.Mutex
-	urls     []string
-	urlIdx   int
-	active   time.Time // start of the current run of successes; zero after a failure
-	lastOK   time.Time
-	failing  bool
-	lastWarn time.Time
+	mu        sync.Mutex
+	urls      []string
+	urlIdx    int
+	active    time.Time // start of the current run of successes; zero after a failure
+	lastOK    time.Time
+	lastProbe time.Time
+	failing   bool
+	lastWarn  time.Time
 
 	snapBusy atomic.Bool
 	stats    latencyStats
+	out      atomic.Pointer[outStream] // the stream the peer opened to this member, if any
 }
 
 func newPeer(t *HTTPTransport, id uint64, urls []string) *peer {
@@ -567,8 +569,10 @@ func (p *peer) failed(err error) {
 	}
 }
 
-// run is the sender goroutine: it takes everything queued, POSTs it as one
-// batch and repeats; when idle it probes the peer now and then.
+// run is the sender goroutine: it takes everything queued and sends it as
+// one batch, on the peer's stream when it has one and as a POST otherwise,
+// and repeats. It probes the peer every ProbeInterval while it is idle or
+// on the stream (whose writes measure no round trip).
 func (p *peer) run() {
 	cfg := &p.t.cfg
 	probe := time.NewTicker(cfg.ProbeInterval)
@@ -581,9 +585,9 @@ func (p *peer) run() {
 			return
 		case <-probe.C:
 			p.mu.Lock()
-			idle := time.Since(p.lastOK) >= cfg.ProbeInterval
+			due := time.Since(p.lastOK) >= cfg.ProbeInterval || time.Since(p.lastProbe) >= cfg.ProbeInterval
 			p.mu.Unlock()
-			if idle {
+			if due {
 				p.probe()
 			}
 			continue
@@ -621,17 +625,22 @@ func (p *peer) run() {
 		if n == 0 {
 			continue
 		}
-		start := time.Now()
-		err := p.post(buf)
-		if err != nil {
-			p.failed(err)
-			p.stats.fail(uint64(n))
-			p.t.met.failures.WithLabelValues(p.hex).Inc()
-			p.t.reportUnreachable(p.id)
-			continue
+		if !p.writeStream(buf) {
+			start := time.Now()
+			if err := p.post(buf); err != nil {
+				p.failed(err)
+				p.stats.fail(uint64(n))
+				p.t.met.failures.WithLabelValues(p.hex).Inc()
+				p.t.reportUnreachable(p.id)
+				continue
+			}
+			p.stats.succeed(time.Since(start), uint64(n))
+			p.t.met.batches.WithLabelValues(p.hex, "post").Inc()
+		} else {
+			p.stats.count(uint64(n))
+			p.t.met.batches.WithLabelValues(p.hex, "stream").Inc()
 		}
 		p.succeeded()
-		p.stats.succeed(time.Since(start), uint64(n))
 		p.t.met.sent.WithLabelValues(p.hex).Add(float64(len(buf)))
 		if apps > 0 {
 			p.t.sendAppCount.Add(uint64(apps))
@@ -656,13 +665,38 @@ func (p *peer) post(body []byte) error {
 	return p.do(ctx, http.MethodPost, raftMessagePath, bytes.NewReader(body))
 }
 
+// writeStream sends a batch on the peer's stream and reports whether it
+// did; a failed write drops the stream (the caller falls back to a POST).
+func (p *peer) writeStream(buf []byte) bool {
+	s := p.out.Load()
+	if s == nil {
+		return false
+	}
+	if f := p.t.cfg.Filter; f != nil && !f(p.t.cfg.ID, p.id) {
+		return false // the POST fails the same way
+	}
+	if err := s.write(buf, p.t.cfg.MessageTimeout); err != nil {
+		p.detachStream(s)
+		p.t.log.Debug("peer stream dropped; sending single batches", "peer", p.hex, "err", err)
+		return false
+	}
+	return true
+}
+
+// probe asks the peer for /raft/probing; its round trip is the latency of
+// /v2/stats/leader while batches go over the stream.
 func (p *peer) probe() {
 	ctx, cancel := context.WithTimeout(p.ctx, p.t.cfg.ProbeInterval+p.t.cfg.DialTimeout)
 	defer cancel()
+	start := time.Now()
+	p.mu.Lock()
+	p.lastProbe = start
+	p.mu.Unlock()
 	if err := p.do(ctx, http.MethodGet, raftProbingPath, nil); err != nil {
 		p.failed(err)
 		return
 	}
+	p.stats.succeed(time.Since(start), 0)
 	p.succeeded()
 }
 
@@ -682,20 +716,34 @@ func (p *peer) do(ctx context.Context, method, path string, body io.Reader) erro
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", contentType)
-	req.Header.Set(headerClusterID, hexID(p.t.cfg.ClusterID))
-	req.Header.Set(headerFrom, hexID(p.t.cfg.ID))
-	req.Header.Set(headerTo, p.hex)
+	p.setHeaders(req)
 	resp, err := p.t.client.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection reusable
+		return nil
+	}
+	return p.refusal(resp, base)
+}
+
+// setHeaders sets the identity headers of a request to the peer.
+func (p *peer) setHeaders(req *http.Request) {
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set(headerClusterID, hexID(p.t.cfg.ClusterID))
+	req.Header.Set(headerFrom, hexID(p.t.cfg.ID))
+	req.Header.Set(headerTo, p.hex)
+}
+
+// refusal interprets a non-2xx answer of the peer at base: 410 means this
+// member was removed (reported), 412 a cluster or member mismatch (logged
+// as an error: a configuration mistake).
+func (p *peer) refusal(resp *http.Response, base string) error {
 	text, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection reusable
 	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		return nil
 	case resp.StatusCode == http.StatusGone:
 		p.t.log.Error("a peer says this member was removed from the cluster", "peer", p.hex, "answer", string(bytes.TrimSpace(text)))
 		if r := p.t.receiver(); r != nil {
@@ -773,6 +821,13 @@ func (s *latencyStats) succeed(d time.Duration, msgs uint64) {
 	s.rounds++
 }
 
+// count records msgs delivered without a round trip to measure (stream).
+func (s *latencyStats) count(msgs uint64) {
+	s.mu.Lock()
+	s.success += msgs
+	s.mu.Unlock()
+}
+
 func (s *latencyStats) fail(msgs uint64) {
 	s.mu.Lock()
 	s.failures += msgs
@@ -842,6 +897,7 @@ func (q *statsQueue) rate(now time.Time) (pkgs, bytes float64) {
 
 type transportMetrics struct {
 	sent, received, failures, dropped *prometheus.CounterVec
+	batches                           *prometheus.CounterVec
 }
 
 func newTransportMetrics(reg prometheus.Registerer) (*transportMetrics, error) {
@@ -862,11 +918,15 @@ func newTransportMetrics(reg prometheus.Registerer) (*transportMetrics, error) {
 			Namespace: "cairn", Subsystem: "network", Name: "peer_dropped_messages_total",
 			Help: "Messages dropped because a peer's send queue was full.",
 		}, []string{"To"}),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "cairn", Subsystem: "network", Name: "peer_sent_batches_total",
+			Help: "Message batches delivered to each peer, by way: on the peer's stream, or as a single POST.",
+		}, []string{"To", "Via"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.sent, m.received, m.failures, m.dropped} {
+	for _, c := range []prometheus.Collector{m.sent, m.received, m.failures, m.dropped, m.batches} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -879,6 +939,7 @@ func (m *transportMetrics) forget(hex string) {
 	m.failures.DeleteLabelValues(hex)
 	m.dropped.DeleteLabelValues(hex)
 	m.received.DeleteLabelValues(hex)
+	m.batches.DeletePartialMatch(prometheus.Labels{"To": hex})
 }
 
 func hexID(id uint64) string { return strconv.FormatUint(id, 16) }

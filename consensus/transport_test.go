@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	dto "github.com/prometheus/client_model/go"
 	"go.etcd.io/raft/v3/raftpb"
 
 	"cairn/storage"
@@ -205,6 +206,15 @@ func TestHTTPCluster(t *testing.T) {
 	}
 	if leadHTTP.tr.Stats().SendAppendRequestCnt == 0 {
 		t.Fatal("leader sent no appends")
+	}
+	// Once the followers' streams were open, batches went over them.
+	for id := range ps {
+		var streamed, posted dto.Metric
+		_ = leadHTTP.tr.met.batches.WithLabelValues(hexID(id), "stream").Write(&streamed)
+		_ = leadHTTP.tr.met.batches.WithLabelValues(hexID(id), "post").Write(&posted)
+		if s, p := streamed.GetCounter().GetValue(), posted.GetCounter().GetValue(); s <= p {
+			t.Fatalf("leader to %d: %v batches on the stream, %v posted", id, s, p)
+		}
 	}
 
 	// A follower goes down; the others write past two compactions; it
@@ -583,4 +593,89 @@ func TestTransportSendNeverBlocks(t *testing.T) {
 	close(release)
 	_ = a.Close()
 	_ = srv.Close()
+}
+
+// TestTransportStream: once the peer has opened its stream, batches go over
+// it in order instead of one POST each; when the stream is cut, delivery
+// falls back to POSTs at once and the peer opens a new stream.
+func TestTransportStream(t *testing.T) {
+	a, err := NewHTTPTransport(TransportConfig{ID: 1, ClusterID: testClusterID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewHTTPTransport(TransportConfig{ID: 2, ClusterID: testClusterID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, rb := &fakeReceiver{}, &fakeReceiver{}
+	a.Attach(ra)
+	b.Attach(rb)
+	lnA, lnB := listenLoopback(t, "127.0.0.1:0"), listenLoopback(t, "127.0.0.1:0")
+	srvA, srvB := &http.Server{Handler: a.Handler()}, &http.Server{Handler: b.Handler()}
+	go func() { _ = srvA.Serve(lnA) }()
+	go func() { _ = srvB.Serve(lnB) }()
+	t.Cleanup(func() {
+		_ = a.Close()
+		_ = b.Close()
+		_ = srvA.Close()
+		_ = srvB.Close()
+	})
+	a.AddPeer(2, []string{"http://" + lnB.Addr().String()})
+	b.AddPeer(1, []string{"http://" + lnA.Addr().String()})
+	waitFor(t, 5*time.Second, "member 2's stream attached at member 1", func() bool { return a.peer(2).out.Load() != nil })
+
+	via := func(way string) float64 {
+		var m dto.Metric
+		if err := a.met.batches.WithLabelValues("2", way).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	send := func(from, n int) {
+		for i := from; i < from+n; i++ {
+			m := heartbeat(2)
+			m.Commit = new(uint64(i))
+			a.Send([]*raftpb.Message{m})
+		}
+	}
+	send(0, 100)
+	waitFor(t, 5*time.Second, "100 messages delivered", func() bool { return rb.stepped() == 100 })
+	waitFor(t, 5*time.Second, "a batch counted", func() bool { return via("stream")+via("post") > 0 })
+	if via("stream") == 0 || via("post") != 0 {
+		t.Fatalf("batches: %v on the stream, %v posted; want all on the stream", via("stream"), via("post"))
+	}
+
+	// Cut the stream from member 1's side: its handler returns, member 2's
+	// reader sees the end and dials again; meanwhile nothing is lost.
+	a.CloseStreams()
+	waitFor(t, 5*time.Second, "the stream detached", func() bool { return a.peer(2).out.Load() == nil })
+	send(100, 100)
+	waitFor(t, 5*time.Second, "200 messages delivered", func() bool { return rb.stepped() == 200 })
+	rb.mu.Lock()
+	for i, m := range rb.steps {
+		if m.GetCommit() != uint64(i) {
+			rb.mu.Unlock()
+			t.Fatalf("message %d arrived as %d: lost or reordered", i, m.GetCommit())
+		}
+	}
+	rb.mu.Unlock()
+	// (The sender counts a batch after the receiver stepped it.)
+	waitFor(t, 5*time.Second, "a batch posted after the stream was closed", func() bool { return via("post") > 0 })
+	if ra.unreachable.Load() != 0 {
+		t.Fatalf("peer reported unreachable %d times although every batch was delivered", ra.unreachable.Load())
+	}
+
+	// A stream from a member this one does not know is refused.
+	req, _ := http.NewRequest(http.MethodGet, "http://"+lnA.Addr().String()+raftStreamPath, nil)
+	req.Header.Set(headerClusterID, hexID(testClusterID))
+	req.Header.Set(headerFrom, "9")
+	req.Header.Set(headerTo, "1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("stream from an unknown member: %d, want 404", resp.StatusCode)
+	}
 }

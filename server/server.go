@@ -290,7 +290,10 @@ func (s *Server) start() error {
 	}
 	peer := s.peerHandler(s.transport.Handler())
 	for _, ln := range peerLns {
-		s.peerServers = append(s.peerServers, s.serve(ln, peer))
+		hs := s.serve(ln, peer)
+		// Peers' message streams never end on their own: Shutdown ends them.
+		hs.RegisterOnShutdown(s.transport.CloseStreams)
+		s.peerServers = append(s.peerServers, hs)
 	}
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
 	s.logger.Info("member started", "name", cfg.Name, "id", hexID(selfID), "cluster-id", hexID(clusterID),
