@@ -12,7 +12,6 @@ package testcluster
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -191,22 +190,14 @@ func (c *cluster) result() Result {
 	return r
 }
 
-// record adds values to the trace hash, and logs a step when tracing.
-func (c *cluster) record(what string, vals ...uint64) {
-	var b [8]byte
-	c.trace.Write([]byte(what))
-	for _, v := range vals {
-		binary.BigEndian.PutUint64(b[:], v)
-		c.trace.Write(b[:])
-	}
+// record adds one event of the run to the trace hash, and logs it when
+// tracing.
+func (c *cluster) record(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	c.trace.Write([]byte(line))
+	c.trace.Write([]byte{'\n'})
 	if c.opts.Tracef != nil {
-		c.opts.Tracef("step %d: %s %v", c.step, what, vals)
-	}
-}
-
-func (c *cluster) tracef(format string, args ...any) {
-	if c.opts.Tracef != nil {
-		c.opts.Tracef("step %d: "+format, append([]any{c.step}, args...)...)
+		c.opts.Tracef("step %d: %s", c.step, line)
 	}
 }
 
@@ -356,8 +347,7 @@ func (c *cluster) randomStep() error {
 		return c.read(up[c.rng.IntN(len(up))])
 	case r < 91:
 		c.partitions++
-		c.record("partition")
-		c.tracef("%s", c.net.repartition())
+		c.record("partition: %s", c.net.repartition())
 		return nil
 	case r < 92:
 		return c.crash(up[c.rng.IntN(len(up))])
@@ -380,7 +370,7 @@ func (c *cluster) randomStep() error {
 }
 
 func (c *cluster) tick(m *member) error {
-	c.record("tick", m.id)
+	c.record("tick member %d", m.id)
 	c.clock = c.clock.Add(tickInterval)
 	m.core.Tick()
 	return c.drain(m)
@@ -389,14 +379,14 @@ func (c *cluster) tick(m *member) error {
 func (c *cluster) propose(m *member) error {
 	c.keys++
 	key, value := fmt.Sprintf("/k%d", c.keys), fmt.Sprintf("%d@%d.%d", c.keys, m.id, m.incarnation)
-	c.record("propose", m.id, uint64(c.keys))
+	c.record("propose %s=%s on member %d", key, value, m.id)
 	p := m.core.Propose(storage.Cmd{Op: storage.OpSet, Path: key, Value: value})
 	c.proposals = append(c.proposals, pendingProposal{m: m, key: key, value: value, p: p})
 	return c.drain(m)
 }
 
 func (c *cluster) read(m *member) error {
-	c.record("read", m.id)
+	c.record("read barrier on member %d", m.id)
 	r := m.core.ReadBarrier()
 	c.reads = append(c.reads, pendingRead{m: m, inc: m.incarnation, acked: c.check.AckedCount(), r: r})
 	return c.drain(m)
@@ -410,19 +400,19 @@ func (c *cluster) deliver(e envelope) error {
 	if to == nil || from == nil {
 		return fmt.Errorf("message %s from %d to %d: no such member", msg.GetType(), msg.GetFrom(), msg.GetTo())
 	}
-	c.record("deliver "+msg.GetType().String(), msg.GetFrom(), msg.GetTo(), msg.GetTerm(), msg.GetIndex())
+	c.record("deliver %s %d→%d term %d index %d", msg.GetType(), msg.GetFrom(), msg.GetTo(), msg.GetTerm(), msg.GetIndex())
 	if !to.up {
 		return c.lost(e, true) // connection refused
 	}
 	switch c.net.fate(e) {
 	case lostSilently:
-		c.record("lost")
+		c.record("  lost")
 		return c.lost(e, false)
 	case lostToCut:
-		c.record("cut")
+		c.record("  lost to the partition")
 		return c.lost(e, true)
 	case duplicate:
-		c.record("duplicated")
+		c.record("  duplicated")
 	}
 	to.core.Step(msg)
 	if err := c.drain(to); err != nil {
@@ -468,7 +458,7 @@ func (c *cluster) crash(m *member) error {
 		pct = c.rng.IntN(101)
 	}
 	c.crashes++
-	c.record("crash", m.id, uint64(pct))
+	c.record("crash member %d, keeping %d%% of its unsynced data", m.id, pct)
 	crashed := m.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: pct, RNG: rand.New(rand.NewPCG(c.rng.Uint64(), c.rng.Uint64()))})
 	m.core.Stop()
 	err := m.eng.Close()
@@ -492,7 +482,7 @@ func (c *cluster) restart(m *member) error {
 		return err
 	}
 	applied := m.core.Status().Applied
-	c.record("restart", m.id, applied)
+	c.record("restart member %d at applied index %d", m.id, applied)
 	c.check.Restarted(m.id, applied)
 	return c.drain(m)
 }
@@ -508,7 +498,7 @@ func (c *cluster) collect() {
 		case !done:
 			kept = append(kept, p)
 		case err == nil:
-			c.record("acked " + p.key)
+			c.record("acked %s", p.key)
 			c.check.Acked(p.key, p.value)
 		}
 	}
@@ -580,7 +570,7 @@ func (c *cluster) afterStep() error {
 func (c *cluster) heal() error {
 	c.net.calm = true
 	clear(c.net.cut)
-	c.tracef("healing")
+	c.record("healing")
 	for _, m := range c.members {
 		if !m.up {
 			if err := c.restart(m); err != nil {

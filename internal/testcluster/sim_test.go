@@ -13,7 +13,7 @@ var (
 	seedsFlag   = flag.Int("seeds", 0, "TestSimulation runs seeds 1..N for each cluster size (make soak); -seed wins")
 	membersFlag = flag.Int("members", 0, "TestSimulation runs only this cluster size (3 or 5)")
 	stepsFlag   = flag.Int("steps", 0, "random steps per run before healing (0: the default)")
-	traceFlag   = flag.Bool("trace", false, "log every step of every run (use with -seed and -v)")
+	stepLogFlag = flag.Bool("steplog", false, "log every step of every run (use with -seed and -v)")
 )
 
 func TestMain(m *testing.M) {
@@ -49,11 +49,11 @@ func TestSimulation(t *testing.T) {
 			for _, seed := range seeds {
 				t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 					opts := Options{Seed: seed, Members: size.members, Steps: *stepsFlag, Logf: t.Logf}
-					if *traceFlag {
+					if *stepLogFlag {
 						opts.Tracef = t.Logf
 					}
 					if _, err := Run(t, opts); err != nil {
-						t.Fatalf("%v\nreplay: go test ./internal/testcluster -run '^TestSimulation$' -seed=%d -members=%d -v (add -trace for every step)",
+						t.Fatalf("%v\nreplay: go test ./internal/testcluster -run '^TestSimulation$' -seed=%d -members=%d -v (add -steplog to log every step)",
 							err, seed, size.members)
 					}
 				})
