@@ -578,8 +578,12 @@ func (c *cluster) heal() error {
 			}
 		}
 	}
+	// Bounded by rounds and by wall time: a cluster that cannot settle
+	// fails the run instead of hanging it.
+	const maxRounds, maxWall = 50_000, 2 * time.Minute
+	start := time.Now()
 	settled := false
-	for i := 0; i < 200_000 && !settled; i++ {
+	for i := 0; i < maxRounds && !settled && time.Since(start) < maxWall; i++ {
 		c.step++
 		c.net.step = c.step
 		if e, ok := c.net.next(); ok {
@@ -609,7 +613,7 @@ func (c *cluster) heal() error {
 		}
 	}
 	if !settled {
-		return errors.New("the cluster did not settle after the network healed")
+		return fmt.Errorf("the cluster did not settle within %d rounds or %v after the network healed", maxRounds, maxWall)
 	}
 	c.collect()
 	if c.check.AckedCount() == 0 {
