@@ -32,7 +32,8 @@ test-short:
 # clusters of SOAK_DURATION each under partitions and restarts, every
 # history checked for linearizability (race detector on; a violation
 # leaves porcupine's visualisation in SOAK_ARTIFACTS), then the
-# deterministic raft simulation over seeds 1..SOAK_SEEDS.
+# deterministic cluster simulation (internal/testcluster) over seeds
+# 1..SOAK_SEEDS on 3 and on 5 members.
 SOAK_ROUNDS    ?= 10
 SOAK_DURATION  ?= 30s
 SOAK_SEEDS     ?= 5000
@@ -40,7 +41,7 @@ SOAK_ARTIFACTS ?= $(CURDIR)/.soak
 soak:
 	CAIRN_ARTIFACTS=$(SOAK_ARTIFACTS) $(GO) test -race -count=1 -timeout 3h ./server -run '^TestLinearizability$$' -v \
 	  -lin.rounds=$(SOAK_ROUNDS) -lin.duration=$(SOAK_DURATION) -lin.ops=10000000
-	$(GO) test -count=1 -timeout 3h ./consensus -run '^TestCoreDeterministic$$' -seeds=$(SOAK_SEEDS)
+	$(GO) test -count=1 -timeout 3h ./internal/testcluster -run '^TestSimulation$$' -seeds=$(SOAK_SEEDS)
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

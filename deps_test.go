@@ -23,6 +23,8 @@ func TestImportRules(t *testing.T) {
 		"cairn/bench":     {},
 		// The linearizability checker drives members through the client.
 		"cairn/internal/lincheck": {"cairn/api", "cairn/client"},
+		// The deterministic simulation drives consensus cores over storage.
+		"cairn/internal/testcluster": {"cairn/api", "cairn/consensus", "cairn/storage"},
 	}
 	out, err := exec.Command("go", "list", "-json", "./...").Output()
 	if err != nil {
