@@ -21,9 +21,10 @@ import (
 
 // Membership: how a member learns its identity (new cluster, join,
 // restart), the cluster view the HTTP layer reads, /v2/members changes as
-// raft conf changes with etcd's strict reconfiguration checks, the
-// transport's counters for /v2/stats, and the publication of the member's
-// name and client URLs through raft.
+// raft conf changes with etcd's strict reconfiguration checks (learners
+// skip them; their promotion is in promote.go), the transport's counters
+// for /v2/stats, and the publication of the member's name and client URLs
+// through raft.
 
 // maxIDGenerations bounds the IDs tried for one set of peer URLs: the
 // first is MemberID(urls, token); a URL set whose ID was already used (a
