@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -104,11 +105,46 @@ func clientCommands() []*cli.Command {
 		},
 		{
 			Name: "member", Usage: "cluster membership",
-			Subcommands: []*cli.Command{{
-				Name: "list", Usage: "list the members (works against client or peer URLs)",
-				Flags:  []cli.Flag{&cli.StringFlag{Name: "write-out", Aliases: []string{"w"}, Value: "simple", Usage: "simple, table or json"}},
-				Action: memberList,
-			}},
+			Subcommands: []*cli.Command{
+				{
+					Name: "list", Usage: "list the members (works against client or peer URLs)",
+					Flags:  []cli.Flag{&cli.StringFlag{Name: "write-out", Aliases: []string{"w"}, Value: "simple", Usage: "simple, table or json"}},
+					Action: memberList,
+				},
+				{
+					Name: "add", Usage: "add a member (with NAME: print the settings to start it with)", ArgsUsage: "[NAME]",
+					Flags: []cli.Flag{
+						&cli.StringFlag{Name: "peer-urls", Usage: "the new member's comma-separated peer URLs", Required: true},
+						&cli.BoolFlag{Name: "learner", Usage: "add a learner (non-voting member), to promote once it caught up"},
+					},
+					Action: memberAdd,
+				},
+				{
+					Name: "remove", Usage: "remove a member", ArgsUsage: "ID",
+					Action: func(c *cli.Context) error {
+						return memberChange(c, "removed from", func(cl *client.Client, id string) (*client.MemberResponse, error) {
+							return cl.RemoveMember(c.Context, id)
+						})
+					},
+				},
+				{
+					Name: "update", Usage: "change a member's peer URLs", ArgsUsage: "ID",
+					Flags: []cli.Flag{&cli.StringFlag{Name: "peer-urls", Usage: "the member's new comma-separated peer URLs", Required: true}},
+					Action: func(c *cli.Context) error {
+						return memberChange(c, "updated in", func(cl *client.Client, id string) (*client.MemberResponse, error) {
+							return cl.UpdateMember(c.Context, id, splitList(c.String("peer-urls")))
+						})
+					},
+				},
+				{
+					Name: "promote", Usage: "promote a learner to a voter (once it is in sync with the leader)", ArgsUsage: "ID",
+					Action: func(c *cli.Context) error {
+						return memberChange(c, "promoted in", func(cl *client.Client, id string) (*client.MemberResponse, error) {
+							return cl.PromoteMember(c.Context, id)
+						})
+					},
+				},
+			},
 		},
 		{
 			Name: "bench", Usage: "closed-loop load against members: ops/s and latency",
@@ -218,6 +254,79 @@ func printEvent(c *cli.Context, ev *api.Event) error {
 	return nil
 }
 
+// memberIDArg is the one argument of member remove/update/promote: a
+// member ID in hex, as member list prints it.
+func memberIDArg(c *cli.Context) (string, error) {
+	if c.NArg() != 1 {
+		return "", fmt.Errorf("usage: cairn member %s ID", c.Command.Name)
+	}
+	id := c.Args().First()
+	if _, err := strconv.ParseUint(id, 16, 64); err != nil {
+		return "", fmt.Errorf("bad member ID arg %q, expecting an ID in hex: %w", id, err)
+	}
+	return id, nil
+}
+
+// memberChange runs one change on the member named by the argument and
+// prints etcdctl's line, e.g. "Member 8e9e05c52164694d removed from
+// cluster cdf818194e3a8c32".
+func memberChange(c *cli.Context, verb string, do func(*client.Client, string) (*client.MemberResponse, error)) error {
+	id, err := memberIDArg(c)
+	if err != nil {
+		return err
+	}
+	resp, err := do(newClient(c), id)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "Member %s %s cluster %s\n", id, verb, resp.ClusterID)
+	return nil
+}
+
+// memberAdd adds a member. Given the new member's NAME it also prints, as
+// etcdctl does, the settings to start it with (as CAIRN_* variables):
+// the membership without the members that have not started yet.
+func memberAdd(c *cli.Context) error {
+	if c.NArg() > 1 {
+		return fmt.Errorf("usage: cairn member add [NAME] --peer-urls URL[,URL] [--learner]")
+	}
+	urls := splitList(c.String("peer-urls"))
+	if len(urls) == 0 {
+		return fmt.Errorf("--peer-urls is empty")
+	}
+	cl := newClient(c)
+	resp, err := cl.AddMember(c.Context, urls, c.Bool("learner"))
+	if err != nil {
+		return err
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "Member %s added to cluster %s\n", resp.Member.ID, resp.ClusterID)
+	name := c.Args().First()
+	if name == "" {
+		return nil
+	}
+	members, err := cl.Members(c.Context)
+	if err != nil {
+		return fmt.Errorf("the member was added, but listing the members failed: %w", err)
+	}
+	var initial []string
+	for _, m := range members {
+		n := m.Name
+		if m.ID == resp.Member.ID {
+			n = name
+		}
+		if n == "" {
+			continue
+		}
+		for _, u := range m.PeerURLs {
+			initial = append(initial, n+"="+u)
+		}
+	}
+	fmt.Fprintf(w, "\nCAIRN_NAME=%q\nCAIRN_INITIAL_CLUSTER=%q\nCAIRN_INITIAL_ADVERTISE_PEER_URLS=%q\nCAIRN_INITIAL_CLUSTER_STATE=\"existing\"\n",
+		name, strings.Join(initial, ","), strings.Join(resp.Member.PeerURLs, ","))
+	return nil
+}
+
 func memberList(c *cli.Context) error {
 	ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)
 	defer cancel()
@@ -230,24 +339,25 @@ func memberList(c *cli.Context) error {
 			return err
 		}
 	}
+	w := c.App.Writer
 	switch c.String("write-out") {
 	case "json":
 		b, err := json.Marshal(api.MemberList{Members: members})
 		if err != nil {
 			return err
 		}
-		fmt.Println(string(b))
+		fmt.Fprintln(w, string(b))
 	case "table":
-		t := tablewriter.NewWriter(os.Stdout)
+		t := tablewriter.NewWriter(w)
 		t.SetHeader([]string{"ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"})
 		t.SetAlignment(tablewriter.ALIGN_RIGHT)
 		for _, m := range members {
-			t.Append([]string{m.ID, memberStatus(m), m.Name, strings.Join(m.PeerURLs, ","), strings.Join(m.ClientURLs, ","), "false"})
+			t.Append([]string{m.ID, memberStatus(m), m.Name, strings.Join(m.PeerURLs, ","), strings.Join(m.ClientURLs, ","), strconv.FormatBool(m.IsLearner)})
 		}
 		t.Render()
 	case "simple":
 		for _, m := range members {
-			fmt.Printf("%s, %s, %s, %s, %s, false\n", m.ID, memberStatus(m), m.Name, strings.Join(m.PeerURLs, ","), strings.Join(m.ClientURLs, ","))
+			fmt.Fprintf(w, "%s, %s, %s, %s, %s, %t\n", m.ID, memberStatus(m), m.Name, strings.Join(m.PeerURLs, ","), strings.Join(m.ClientURLs, ","), m.IsLearner)
 		}
 	default:
 		return fmt.Errorf("--write-out must be simple, table or json")

@@ -93,6 +93,9 @@ type Member struct {
 	Name       string   `json:"name"`
 	PeerURLs   []string `json:"peerURLs"`
 	ClientURLs []string `json:"clientURLs"`
+	// IsLearner marks a non-voting member (a Cairn extension of the v2
+	// API). Left out for voters, so their bodies stay etcd's byte for byte.
+	IsLearner bool `json:"isLearner,omitempty"`
 }
 
 // MemberList is the body of GET /v2/members.

@@ -5,6 +5,7 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -215,15 +216,120 @@ func (c *Client) PeerMembers(ctx context.Context) ([]api.Member, error) {
 		PeerURLs   []string `json:"peerURLs"`
 		Name       string   `json:"name"`
 		ClientURLs []string `json:"clientURLs"`
+		IsLearner  bool     `json:"isLearner"`
 	}
 	if err := c.getJSON(ctx, "/members", &raw); err != nil {
 		return nil, err
 	}
 	out := make([]api.Member, 0, len(raw))
 	for _, m := range raw {
-		out = append(out, api.Member{ID: strconv.FormatUint(m.ID, 16), Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs})
+		out = append(out, api.Member{ID: strconv.FormatUint(m.ID, 16), Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner})
 	}
 	return out, nil
+}
+
+// HTTPError is a failed request outside /v2/keys (members): the status
+// and the body's "message" (or its text when it is not JSON).
+type HTTPError struct {
+	Status  int
+	Message string
+}
+
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+}
+
+// MemberResponse is the answer to a membership change.
+type MemberResponse struct {
+	// Member is the added or promoted member (nil for an update or a
+	// removal).
+	Member *api.Member
+	// ClusterID is the cluster's ID (X-Etcd-Cluster-Id), lowercase hex.
+	ClusterID string
+}
+
+// AddMember adds a member with the given peer URLs (POST /v2/members); a
+// learner (non-voting member) with learner set.
+func (c *Client) AddMember(ctx context.Context, peerURLs []string, learner bool) (*MemberResponse, error) {
+	req := struct {
+		PeerURLs  []string `json:"peerURLs"`
+		IsLearner bool     `json:"isLearner,omitempty"`
+	}{peerURLs, learner}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("encode member: %w", err)
+	}
+	return c.memberChange(ctx, http.MethodPost, "/v2/members", body, http.StatusCreated)
+}
+
+// UpdateMember replaces the peer URLs of member id (hex).
+func (c *Client) UpdateMember(ctx context.Context, id string, peerURLs []string) (*MemberResponse, error) {
+	body, err := json.Marshal(struct {
+		PeerURLs []string `json:"peerURLs"`
+	}{peerURLs})
+	if err != nil {
+		return nil, fmt.Errorf("encode member: %w", err)
+	}
+	return c.memberChange(ctx, http.MethodPut, "/v2/members/"+url.PathEscape(id), body, http.StatusNoContent)
+}
+
+// RemoveMember removes member id (hex).
+func (c *Client) RemoveMember(ctx context.Context, id string) (*MemberResponse, error) {
+	return c.memberChange(ctx, http.MethodDelete, "/v2/members/"+url.PathEscape(id), nil, http.StatusNoContent)
+}
+
+// PromoteMember makes learner id (hex) a voter (POST
+// /v2/members/<id>/promote, a Cairn extension).
+func (c *Client) PromoteMember(ctx context.Context, id string) (*MemberResponse, error) {
+	return c.memberChange(ctx, http.MethodPost, "/v2/members/"+url.PathEscape(id)+"/promote", nil, http.StatusOK)
+}
+
+// memberChange sends one membership request to the first endpoint that
+// answers; want is the success status. A JSON body is decoded as the
+// member.
+func (c *Client) memberChange(ctx context.Context, method, path string, body []byte, want int) (*MemberResponse, error) {
+	var lastErr error
+	for _, ep := range c.endpoints {
+		req, err := http.NewRequestWithContext(ctx, method, ep+path, bytes.NewReader(body))
+		if err != nil {
+			return nil, fmt.Errorf("build request: %w", err)
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			lastErr = err
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+		}
+		if resp.StatusCode != want {
+			var m struct {
+				Message string `json:"message"`
+			}
+			if json.Unmarshal(b, &m) != nil || m.Message == "" {
+				m.Message = strings.TrimSpace(string(b))
+			}
+			return nil, &HTTPError{Status: resp.StatusCode, Message: m.Message}
+		}
+		out := &MemberResponse{ClusterID: resp.Header.Get(api.HeaderClusterID)}
+		if len(b) > 0 {
+			var m api.Member
+			if err := json.Unmarshal(b, &m); err != nil {
+				return nil, fmt.Errorf("%s %s: decode member: %w", method, path, err)
+			}
+			out.Member = &m
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("%s %s: no endpoint answered: %w", method, path, lastErr)
 }
 
 // Leader returns the leader member (GET /v2/members/leader).

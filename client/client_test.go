@@ -98,3 +98,66 @@ func TestClientAgainstMember(t *testing.T) {
 		t.Fatalf("leader: %v %v", leader, err)
 	}
 }
+
+// TestClientMemberChanges adds a learner, sees it flagged through both
+// ports, is refused its promotion (it never started, so it lags), updates
+// and removes it, and gets the errors as HTTPError.
+func TestClientMemberChanges(t *testing.T) {
+	s := startMember(t)
+	c := client.New(append([]string{"http://127.0.0.1:1"}, s.ClientURLs()...), 4)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	members, err := c.Members(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := members[0].ID
+
+	added, err := c.AddMember(ctx, []string{"http://127.0.0.1:2"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if added.Member == nil || !added.Member.IsLearner || added.ClusterID == "" || len(added.Member.PeerURLs) != 1 {
+		t.Fatalf("added: %+v %+v", added, added.Member)
+	}
+	id := added.Member.ID
+	for name, list := range map[string]func(context.Context) ([]api.Member, error){
+		"client port": c.Members, "peer port": client.New(s.PeerURLs(), 1).PeerMembers,
+	} {
+		ms, err := list(ctx)
+		if err != nil || len(ms) != 2 {
+			t.Fatalf("%s: %v %v", name, ms, err)
+		}
+		for _, m := range ms {
+			if m.IsLearner != (m.ID == id) {
+				t.Fatalf("%s: %+v", name, ms)
+			}
+		}
+	}
+
+	var herr *client.HTTPError
+	_, err = c.PromoteMember(ctx, id)
+	if !errors.As(err, &herr) || herr.Status != 412 || herr.Message != "etcdserver: can only promote a learner member which is in sync with leader" {
+		t.Fatalf("promoting a learner that never started: %v", err)
+	}
+	_, err = c.PromoteMember(ctx, self)
+	if !errors.As(err, &herr) || herr.Status != 412 || herr.Message != "etcdserver: can only promote a learner member" {
+		t.Fatalf("promoting the voter: %v", err)
+	}
+	if _, err := c.UpdateMember(ctx, id, []string{"http://127.0.0.1:3"}); err != nil {
+		t.Fatal(err)
+	}
+	rm, err := c.RemoveMember(ctx, id)
+	if err != nil || rm.ClusterID != added.ClusterID || rm.Member != nil {
+		t.Fatalf("remove: %+v %v", rm, err)
+	}
+	_, err = c.RemoveMember(ctx, id)
+	if !errors.As(err, &herr) || herr.Status != 410 || herr.Message != "Member permanently removed: "+id {
+		t.Fatalf("second removal: %v", err)
+	}
+	_, err = c.AddMember(ctx, []string{"no-scheme"}, false)
+	if !errors.As(err, &herr) || herr.Status != 400 || herr.Error() != "400 Bad Request: URL scheme must be http, https, unix, or unixs: no-scheme" {
+		t.Fatalf("bad URL: %v", err)
+	}
+}

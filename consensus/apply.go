@@ -139,7 +139,9 @@ func (c *core) applyCommand(b *storage.Batch, idx uint64, data []byte) error {
 // against the member records first, as etcd does: a refused change is
 // applied to raft as a no-op (node ID 0) and its proposer gets the
 // membership error. An accepted one updates the member records in the
-// same batch and the transport's peers.
+// same batch and the transport's peers. A promotion is a ConfChangeAddNode
+// for an existing learner, marked by its context (promoteContext): raft
+// turns the learner into a voter.
 func (c *core) applyConfChange(b *storage.Batch, e *raftpb.Entry) error {
 	var cc raftpb.ConfChangeI
 	if e.GetType() == raftpb.EntryConfChange {
@@ -148,16 +150,16 @@ func (c *core) applyConfChange(b *storage.Batch, e *raftpb.Entry) error {
 			return fmt.Errorf("entry %d: decode conf change: %w", e.GetIndex(), err)
 		}
 		cc = v1
-		rec, err := confChangeContext(v1)
+		rec, promote, err := confChangeContext(v1)
 		if err != nil {
 			return fmt.Errorf("entry %d: conf change context: %w", e.GetIndex(), err)
 		}
-		if err := c.members.validate(v1.GetType(), v1.GetNodeId(), rec); err != nil {
+		if err := c.members.validate(v1.GetType(), v1.GetNodeId(), rec, promote); err != nil {
 			c.log.Warn("refused conf change", "index", e.GetIndex(), "type", v1.GetType().String(), "member", fmt.Sprintf("%x", v1.GetNodeId()), "err", err)
 			v1.NodeId = new(uint64(0))
 			c.results = append(c.results, waiterResult{id: v1.GetId(), r: result{err: err}})
 		} else {
-			if err := c.applyMemberChange(b, v1, rec); err != nil {
+			if err := c.applyMemberChange(b, v1, rec, promote); err != nil {
 				return fmt.Errorf("entry %d: member records: %w", e.GetIndex(), err)
 			}
 			c.results = append(c.results, waiterResult{id: v1.GetId()})

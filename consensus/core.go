@@ -210,6 +210,12 @@ func (c *core) propose(ps []proposal) {
 		if !c.waits.has(p.id) { // the proposer may have given up already
 			continue
 		}
+		if p.promote != 0 {
+			if err := c.learnerInSync(p.promote); err != nil {
+				c.waits.trigger(p.id, result{err: err})
+				continue
+			}
+		}
 		e := &raftpb.Entry{Data: p.data}
 		if p.confChange {
 			e.Type = raftpb.EntryConfChange.Enum()

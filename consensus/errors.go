@@ -21,6 +21,9 @@ var (
 	// not return it — they wait for a leader until the context is done, as
 	// etcd does — but callers that must not wait (health checks) can use it.
 	ErrNoLeader = errors.New("etcdserver: no leader")
+	// ErrNotLeader: the request can only be served by the leader (a
+	// learner's promotion), and this member is not the leader.
+	ErrNotLeader = errors.New("etcdserver: not leader")
 	// ErrProposalDropped: raft refused the proposal (a leadership transfer is
 	// in progress, or the uncommitted log is over its size limit). The
 	// proposal was not appended; it is safe to retry.

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -11,7 +12,9 @@ import (
 	"maps"
 	"slices"
 
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 
 	"cairn/storage"
@@ -24,6 +27,12 @@ var (
 	ErrPeerURLExists = errors.New("membership: peerURL exists")
 	ErrIDNotFound    = errors.New("membership: ID not found")
 	ErrIDRemoved     = errors.New("membership: ID removed")
+	// ErrMemberNotLearner refuses promoting a member that already votes
+	// (the text etcd's API answers with).
+	ErrMemberNotLearner = errors.New("etcdserver: can only promote a learner member")
+	// ErrLearnerNotReady refuses promoting a learner whose log is too far
+	// behind the leader's (see learnerInSync).
+	ErrLearnerNotReady = errors.New("etcdserver: can only promote a learner member which is in sync with leader")
 	// ErrRemoved stops a member that was removed from the cluster (Err
 	// returns it): it applied its own removal, or a peer refused its
 	// traffic because it was removed.
@@ -97,12 +106,22 @@ func peerURLTaken(members []storage.Member, urls []string, except uint64) bool {
 
 // validate checks a conf change against the membership as etcd's
 // ValidateConfigurationChange does. It runs on apply, so that every member
-// accepts or refuses the same changes.
-func (s *memberSet) validate(typ raftpb.ConfChangeType, id uint64, rec *storage.Member) error {
+// accepts or refuses the same changes. promote marks a ConfChangeAddNode
+// that promotes an existing learner (promoteContext).
+func (s *memberSet) validate(typ raftpb.ConfChangeType, id uint64, rec *storage.Member, promote bool) error {
 	if s.removed[id] {
 		return ErrIDRemoved
 	}
-	_, exists := s.members[id]
+	m, exists := s.members[id]
+	if promote {
+		switch {
+		case typ != raftpb.ConfChangeAddNode || !exists:
+			return ErrIDNotFound
+		case !m.IsLearner:
+			return ErrMemberNotLearner
+		}
+		return nil
+	}
 	switch typ {
 	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
 		if exists {
@@ -126,27 +145,49 @@ func (s *memberSet) validate(typ raftpb.ConfChangeType, id uint64, rec *storage.
 	return nil
 }
 
+// promoteContext is the context of a conf change that promotes a learner
+// to a voter: raft promotes with a ConfChangeAddNode for the learner's ID,
+// which must not be taken for the addition of a new member. Its first
+// byte is not the member codec's version byte, so it is never mistaken for
+// a record, and a build that predates promotion stops on it instead of
+// applying it differently from the others.
+var promoteContext = []byte("cairn/promote")
+
 // confChangeContext decodes the member record a conf change carries; nil
-// when there is none (a change not proposed by Cairn).
-func confChangeContext(cc *raftpb.ConfChange) (*storage.Member, error) {
-	if len(cc.GetContext()) == 0 {
-		return nil, nil
+// when there is none (a change not proposed by Cairn, or a promotion,
+// which reports promote instead).
+func confChangeContext(cc *raftpb.ConfChange) (rec *storage.Member, promote bool, err error) {
+	ctx := cc.GetContext()
+	switch {
+	case len(ctx) == 0:
+		return nil, false, nil
+	case bytes.Equal(ctx, promoteContext):
+		return nil, true, nil
 	}
-	m, err := storage.DecodeMember(cc.GetContext())
+	m, err := storage.DecodeMember(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if m.ID != cc.GetNodeId() {
-		return nil, fmt.Errorf("conf change for %x carries the record of %x", cc.GetNodeId(), m.ID)
+		return nil, false, fmt.Errorf("conf change for %x carries the record of %x", cc.GetNodeId(), m.ID)
 	}
-	return &m, nil
+	return &m, false, nil
 }
 
 // applyMemberChange applies a validated v1 conf change to the member
 // records, in memory and in b, and to the transport's peer table.
-func (c *core) applyMemberChange(b *storage.Batch, cc *raftpb.ConfChange, rec *storage.Member) error {
+func (c *core) applyMemberChange(b *storage.Batch, cc *raftpb.ConfChange, rec *storage.Member, promote bool) error {
 	id := cc.GetNodeId()
 	pm, _ := c.tr.(PeerManager)
+	if promote {
+		m := c.members.members[id]
+		m.IsLearner = false
+		if err := b.PutMember(m); err != nil {
+			return err
+		}
+		c.publishMembers()
+		return nil
+	}
 	switch cc.GetType() {
 	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
 		m := storage.Member{ID: id, IsLearner: cc.GetType() == raftpb.ConfChangeAddLearnerNode}
@@ -386,19 +427,19 @@ func (n *Node) AddMember(ctx context.Context, m storage.Member) error {
 	if m.IsLearner {
 		typ = raftpb.ConfChangeAddLearnerNode
 	}
-	return n.confChange(ctx, typ, &m)
+	return n.confChange(ctx, typ, &m, false)
 }
 
 // RemoveMember proposes removing member id and waits until it is applied.
 // A member that removes itself stops (Err returns ErrRemoved) after
 // answering.
 func (n *Node) RemoveMember(ctx context.Context, id uint64) error {
-	return n.confChange(ctx, raftpb.ConfChangeRemoveNode, &storage.Member{ID: id})
+	return n.confChange(ctx, raftpb.ConfChangeRemoveNode, &storage.Member{ID: id}, false)
 }
 
 // UpdateMember proposes new peer URLs for member id and waits until applied.
 func (n *Node) UpdateMember(ctx context.Context, id uint64, peerURLs []string) error {
-	return n.confChange(ctx, raftpb.ConfChangeUpdateNode, &storage.Member{ID: id, PeerURLs: peerURLs})
+	return n.confChange(ctx, raftpb.ConfChangeUpdateNode, &storage.Member{ID: id, PeerURLs: peerURLs}, false)
 }
 
 // PublishAttributes replicates this member's name and client URLs into its
@@ -410,7 +451,22 @@ func (n *Node) PublishAttributes(ctx context.Context, name string, clientURLs []
 	return n.wait(ctx, proposal{id: id, data: data}).err
 }
 
-func (n *Node) confChange(ctx context.Context, typ raftpb.ConfChangeType, m *storage.Member) error {
+// PromoteMember proposes promoting learner id to a voter and waits until
+// this member applied it. Like etcd, only the leader promotes, and only a
+// learner in sync with it (see learnerInSync): elsewhere it returns
+// ErrNotLeader at once, and the caller forwards the request to the
+// leader. The other errors are ErrIDNotFound, ErrIDRemoved,
+// ErrMemberNotLearner, ErrLearnerNotReady and those of AddMember.
+func (n *Node) PromoteMember(ctx context.Context, id uint64) error {
+	if st := n.Status(); st.Leader != st.ID {
+		return ErrNotLeader
+	}
+	return n.confChange(ctx, raftpb.ConfChangeAddNode, &storage.Member{ID: id}, true)
+}
+
+// confChange proposes a v1 conf change for m.ID and waits until this
+// member applied it. promote marks the promotion of a learner.
+func (n *Node) confChange(ctx context.Context, typ raftpb.ConfChangeType, m *storage.Member, promote bool) error {
 	if v := n.pub.members.Load(); v != nil {
 		// Quick answers from this member's view; apply checks again.
 		s := &memberSet{members: make(map[uint64]*storage.Member), removed: v.removed}
@@ -418,21 +474,64 @@ func (n *Node) confChange(ctx context.Context, typ raftpb.ConfChangeType, m *sto
 			s.members[v.members[i].ID] = &v.members[i]
 		}
 		rec := m
-		if typ == raftpb.ConfChangeRemoveNode {
+		if typ == raftpb.ConfChangeRemoveNode || promote {
 			rec = nil
 		}
-		if err := s.validate(typ, m.ID, rec); err != nil {
+		if err := s.validate(typ, m.ID, rec, promote); err != nil {
 			return err
 		}
 	}
 	id := n.ids.id()
 	cc := &raftpb.ConfChange{Id: new(id), Type: typ.Enum(), NodeId: new(m.ID)}
-	if typ != raftpb.ConfChangeRemoveNode {
+	switch {
+	case promote:
+		cc.Context = promoteContext
+	case typ != raftpb.ConfChangeRemoveNode:
 		cc.Context = storage.AppendMember(nil, m)
 	}
 	data, err := proto.Marshal(cc)
 	if err != nil {
 		return fmt.Errorf("consensus: encode conf change: %w", err)
 	}
-	return n.wait(ctx, proposal{id: id, data: data, confChange: true}).err
+	p := proposal{id: id, data: data, confChange: true}
+	if promote {
+		p.promote = m.ID
+	}
+	return n.wait(ctx, p).err
+}
+
+// learnerReadyPercent is etcd's bar for promoting a learner: its match
+// index must be at least 90% of the leader's own.
+const learnerReadyPercent = 0.9
+
+// learnerInSync is etcd's isLearnerReady, run on the loop right before a
+// promotion is proposed, so that the check and the proposal see the same
+// raft state: only a leader knows its followers' progress, and the
+// learner's match index must be at least learnerReadyPercent of the
+// leader's (its last persisted entry: etcd compares with the leader's own
+// match, not the commit index).
+func (c *core) learnerInSync(id uint64) error {
+	if c.role != raft.StateLeader {
+		return ErrNotLeader
+	}
+	var leaderMatch, match uint64
+	found, learner := false, false
+	c.rn.WithProgress(func(pid uint64, typ raft.ProgressType, pr tracker.Progress) {
+		switch pid {
+		case c.id:
+			leaderMatch = pr.Match
+		case id:
+			match, found, learner = pr.Match, true, typ == raft.ProgressTypeLearner
+		}
+	})
+	switch {
+	case !found:
+		return ErrIDNotFound
+	case !learner:
+		return ErrMemberNotLearner
+	case float64(match) < float64(leaderMatch)*learnerReadyPercent:
+		c.log.Info("refusing to promote a lagging learner", "member", fmt.Sprintf("%x", id), "match", match, "leader-match", leaderMatch)
+		return ErrLearnerNotReady
+	}
+	return nil
 }

@@ -88,6 +88,9 @@ type proposal struct {
 	id         uint64
 	data       []byte
 	confChange bool // data is a marshalled raftpb.ConfChange
+	// promote is the learner a promotion proposal promotes: the loop
+	// checks that it is in sync with this leader before proposing.
+	promote uint64
 }
 
 // readWaiter is one ReadBarrier call. done receives nil once the local

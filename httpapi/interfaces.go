@@ -140,25 +140,32 @@ type Watcher interface {
 // {"message":"Internal Server Error"} after the checks that need no change.
 //
 // Errors are mapped by errors.Is against ErrMemberIDExists, ErrPeerURLExists,
-// ErrMemberNotFound and ErrMemberRemoved, or by an identical Error() text
-// anywhere in the wrapped chain, so an implementation may define its own
-// sentinels with etcd's texts. Anything else is a 500.
+// ErrMemberNotFound, ErrMemberRemoved, ErrMemberNotLearner and
+// ErrLearnerNotReady, or by an identical Error() text anywhere in the
+// wrapped chain, so an implementation may define its own sentinels with
+// etcd's texts. Anything else is a 500.
 type MembershipChanger interface {
-	// AddMember adds a member with the given peer URLs (validated, sorted)
-	// and returns it as /v2/members shows it.
-	AddMember(ctx context.Context, peerURLs []string) (api.Member, error)
+	// AddMember adds a member with the given peer URLs (validated, sorted),
+	// a learner (non-voting member) when isLearner is set, and returns it
+	// as /v2/members shows it.
+	AddMember(ctx context.Context, peerURLs []string, isLearner bool) (api.Member, error)
 	// UpdateMember replaces the peer URLs of member id.
 	UpdateMember(ctx context.Context, id uint64, peerURLs []string) error
 	// RemoveMember removes member id.
 	RemoveMember(ctx context.Context, id uint64) error
+	// PromoteMember makes learner id a voter and returns it as
+	// /v2/members shows it afterwards.
+	PromoteMember(ctx context.Context, id uint64) (api.Member, error)
 }
 
 // Membership errors with etcd's texts.
 var (
-	ErrMemberIDExists = errors.New("membership: ID exists")
-	ErrPeerURLExists  = errors.New("membership: peerURL exists")
-	ErrMemberNotFound = errors.New("membership: ID not found")
-	ErrMemberRemoved  = errors.New("membership: ID removed")
+	ErrMemberIDExists   = errors.New("membership: ID exists")
+	ErrPeerURLExists    = errors.New("membership: peerURL exists")
+	ErrMemberNotFound   = errors.New("membership: ID not found")
+	ErrMemberRemoved    = errors.New("membership: ID removed")
+	ErrMemberNotLearner = errors.New("etcdserver: can only promote a learner member")
+	ErrLearnerNotReady  = errors.New("etcdserver: can only promote a learner member which is in sync with leader")
 )
 
 // PeerStats supplies the transport counters of /v2/stats/self and the

@@ -19,6 +19,7 @@ import (
 
 const (
 	membersPrefix = "/v2/members"
+	promoteSuffix = "promote" // POST /v2/members/<id>/promote (a Cairn extension)
 	allowMembers  = "GET,POST,DELETE,PUT"
 	msgInternal   = "Internal Server Error"
 )
@@ -42,6 +43,10 @@ func (rt *router) serveMembers(w http.ResponseWriter, r *http.Request) {
 			writeMessage(w, r, http.StatusNotFound, "Not found")
 		}
 	case http.MethodPost:
+		if id, ok := strings.CutSuffix(sub, "/"+promoteSuffix); ok {
+			rt.promoteMember(w, r, id)
+			return
+		}
 		rt.addMember(w, r)
 	case http.MethodDelete:
 		rt.removeMember(w, r, sub)
@@ -76,7 +81,8 @@ func (rt *router) leaderMember(w http.ResponseWriter, r *http.Request) {
 }
 
 func (rt *router) addMember(w http.ResponseWriter, r *http.Request) {
-	urls, ok := rt.decodePeerURLs(w, r)
+	var learner bool
+	urls, ok := rt.decodePeerURLs(w, r, &learner)
 	if !ok {
 		return
 	}
@@ -89,7 +95,7 @@ func (rt *router) addMember(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), rt.opt.RequestTimeout)
-	m, err := rt.opt.Members.AddMember(ctx, urls)
+	m, err := rt.opt.Members.AddMember(ctx, urls, learner)
 	cancel()
 	switch {
 	case err == nil:
@@ -132,7 +138,7 @@ func (rt *router) updateMember(w http.ResponseWriter, r *http.Request, sub strin
 	if !ok {
 		return
 	}
-	urls, ok := rt.decodePeerURLs(w, r)
+	urls, ok := rt.decodePeerURLs(w, r, nil)
 	if !ok {
 		return
 	}
@@ -154,6 +160,40 @@ func (rt *router) updateMember(w http.ResponseWriter, r *http.Request, sub strin
 		writeMessage(w, r, http.StatusConflict, ErrPeerURLExists.Error())
 	case isMemberErr(err, ErrMemberNotFound):
 		writeMessage(w, r, http.StatusNotFound, "No such member: "+strconv.FormatUint(id, 16))
+	default:
+		rt.memberFailure(w, r, err)
+	}
+}
+
+// promoteMember handles POST /v2/members/<hex id>/promote: learner id
+// becomes a voter. 200 with the member; 404 for an unknown or unparseable
+// ID, 410 for a removed one, 412 when the member is not a learner or not
+// in sync with the leader (etcd's texts), 500 for a reconfiguration the
+// strict checks refuse or a consensus failure (logged). The body is
+// ignored.
+func (rt *router) promoteMember(w http.ResponseWriter, r *http.Request, sub string) {
+	id, ok := memberID(w, r, sub)
+	if !ok {
+		return
+	}
+	if rt.opt.Members == nil {
+		rt.noChanger(w, r, id)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), rt.opt.RequestTimeout)
+	m, err := rt.opt.Members.PromoteMember(ctx, id)
+	cancel()
+	switch {
+	case err == nil:
+		writeJSONLine(w, r, http.StatusOK, wireMember(m))
+	case isMemberErr(err, ErrMemberRemoved):
+		writeMessage(w, r, http.StatusGone, "Member permanently removed: "+strconv.FormatUint(id, 16))
+	case isMemberErr(err, ErrMemberNotFound):
+		writeMessage(w, r, http.StatusNotFound, "No such member: "+strconv.FormatUint(id, 16))
+	case isMemberErr(err, ErrLearnerNotReady):
+		writeMessage(w, r, http.StatusPreconditionFailed, ErrLearnerNotReady.Error())
+	case isMemberErr(err, ErrMemberNotLearner):
+		writeMessage(w, r, http.StatusPreconditionFailed, ErrMemberNotLearner.Error())
 	default:
 		rt.memberFailure(w, r, err)
 	}
@@ -193,7 +233,9 @@ func memberID(w http.ResponseWriter, r *http.Request, sub string) (uint64, bool)
 
 // decodePeerURLs reads {"peerURLs":[…]} from a JSON body and validates the
 // URLs as etcd's types.NewURLs does; they come back as URL strings, sorted.
-func (rt *router) decodePeerURLs(w http.ResponseWriter, r *http.Request) ([]string, bool) {
+// With learner non-nil (POST) the body's optional "isLearner" is read
+// into it; otherwise that field is ignored like any unknown one (PUT).
+func (rt *router) decodePeerURLs(w http.ResponseWriter, r *http.Request, learner *bool) ([]string, bool) {
 	ctype := r.Header.Get("Content-Type")
 	if i := strings.IndexByte(ctype, ';'); i >= 0 {
 		ctype = strings.TrimSpace(strings.ToLower(ctype[:i]))
@@ -224,6 +266,18 @@ func (rt *router) decodePeerURLs(w http.ResponseWriter, r *http.Request) ([]stri
 	if err := json.Unmarshal(b, &req); err != nil {
 		writeMessage(w, r, http.StatusBadRequest, err.Error())
 		return nil, false
+	}
+	if learner != nil {
+		// A second pass: a body without the field decodes, and fails,
+		// exactly as it did before the field existed.
+		var ext struct {
+			IsLearner bool `json:"isLearner"`
+		}
+		if err := json.Unmarshal(b, &ext); err != nil {
+			writeMessage(w, r, http.StatusBadRequest, err.Error())
+			return nil, false
+		}
+		*learner = ext.IsLearner
 	}
 	urls, err := parsePeerURLs(req.PeerURLs)
 	if err != nil {

@@ -17,16 +17,28 @@ var member2 = api.Member{ID: "323a1d048b88930f", Name: "r2",
 var member3 = api.Member{ID: "fa", Name: "", PeerURLs: []string{"http://127.0.0.1:25802"}}
 
 type fakeChanger struct {
-	addFn    func(urls []string) (api.Member, error)
-	updateFn func(id uint64, urls []string) error
-	removeFn func(id uint64) error
-	gotURLs  []string
-	gotID    uint64
+	addFn      func(urls []string) (api.Member, error)
+	updateFn   func(id uint64, urls []string) error
+	removeFn   func(id uint64) error
+	promoteFn  func(id uint64) (api.Member, error)
+	gotURLs    []string
+	gotID      uint64
+	gotLearner bool
 }
 
-func (f *fakeChanger) AddMember(_ context.Context, urls []string) (api.Member, error) {
-	f.gotURLs = urls
-	return f.addFn(urls)
+func (f *fakeChanger) AddMember(_ context.Context, urls []string, learner bool) (api.Member, error) {
+	f.gotURLs, f.gotLearner = urls, learner
+	m, err := f.addFn(urls)
+	m.IsLearner = learner
+	return m, err
+}
+
+func (f *fakeChanger) PromoteMember(_ context.Context, id uint64) (api.Member, error) {
+	f.gotID = id
+	if f.promoteFn == nil {
+		return api.Member{}, errors.New("no promoteFn")
+	}
+	return f.promoteFn(id)
 }
 
 func (f *fakeChanger) UpdateMember(_ context.Context, id uint64, urls []string) error {
@@ -53,12 +65,16 @@ func TestMembers(t *testing.T) {
 		},
 		updateFn: func(uint64, []string) error { return nil },
 		removeFn: func(uint64) error { return nil },
+		promoteFn: func(id uint64) (api.Member, error) {
+			return api.Member{ID: fmt.Sprintf("%x", id), PeerURLs: []string{"http://127.0.0.1:25802"}}, nil
+		},
 	}
 	failing := func(err error) *fakeChanger {
 		return &fakeChanger{
-			addFn:    func([]string) (api.Member, error) { return api.Member{}, err },
-			updateFn: func(uint64, []string) error { return err },
-			removeFn: func(uint64) error { return err },
+			addFn:     func([]string) (api.Member, error) { return api.Member{}, err },
+			updateFn:  func(uint64, []string) error { return err },
+			removeFn:  func(uint64) error { return err },
+			promoteFn: func(uint64) (api.Member, error) { return api.Member{}, err },
 		}
 	}
 	jsonCT := "application/json"
@@ -113,6 +129,33 @@ func TestMembers(t *testing.T) {
 			msg("membership: ID exists"), ""},
 		{"add: rejected", failing(errors.New("etcdserver: unhealthy cluster")), req{method: "POST", target: "/v2/members", body: `{"peerURLs":["http://a:1"]}`, ctype: jsonCT}, 500,
 			msg("Internal Server Error"), ""},
+		// Learners (a Cairn extension): isLearner on POST, promotion.
+		{"add learner", ok, req{method: "POST", target: "/v2/members", body: `{"peerURLs":["http://a:1"],"isLearner":true}`, ctype: jsonCT}, 201,
+			`{"id":"323a1d048b88930f","name":"","peerURLs":["http://a:1"],"clientURLs":[],"isLearner":true}` + "\n", ""},
+		{"add with isLearner false", ok, req{method: "POST", target: "/v2/members", body: `{"isLearner":false,"peerURLs":["http://a:1"]}`, ctype: jsonCT}, 201,
+			`{"id":"323a1d048b88930f","name":"","peerURLs":["http://a:1"],"clientURLs":[]}` + "\n", ""},
+		{"add with a bad isLearner", ok, req{method: "POST", target: "/v2/members", body: `{"peerURLs":["http://a:1"],"isLearner":"yes"}`, ctype: jsonCT}, 400,
+			msg("json: cannot unmarshal string into Go struct field .isLearner of type bool"), ""},
+		{"add learner without URLs", ok, req{method: "POST", target: "/v2/members", body: `{"isLearner":true}`, ctype: jsonCT}, 400, msg("no valid URLs given"), ""},
+		{"put ignores isLearner", ok, req{method: "PUT", target: "/v2/members/933a6163ed79adfc", body: `{"peerURLs":["http://127.0.0.1:25800"],"isLearner":"yes"}`, ctype: jsonCT}, 204, "", "-"},
+		{"promote", ok, req{method: "POST", target: "/v2/members/fa/promote"}, 200,
+			`{"id":"fa","name":"","peerURLs":["http://127.0.0.1:25802"],"clientURLs":[]}` + "\n", ""},
+		{"promote ignores the body", ok, req{method: "POST", target: "/v2/members/fa/promote", body: "x", ctype: "text/plain"}, 200,
+			`{"id":"fa","name":"","peerURLs":["http://127.0.0.1:25802"],"clientURLs":[]}` + "\n", ""},
+		{"promote bad ID", ok, req{method: "POST", target: "/v2/members/zz/promote"}, 404, msg("No such member: zz"), ""},
+		{"promote: not found", failing(ErrMemberNotFound), req{method: "POST", target: "/v2/members/077/promote"}, 404, msg("No such member: 77"), ""},
+		{"promote: removed", failing(ErrMemberRemoved), req{method: "POST", target: "/v2/members/abc/promote"}, 410, msg("Member permanently removed: abc"), ""},
+		{"promote: a voter", failing(fmt.Errorf("promote: %w", textErr("etcdserver: can only promote a learner member"))), req{method: "POST", target: "/v2/members/abc/promote"}, 412,
+			msg("etcdserver: can only promote a learner member"), ""},
+		{"promote: lagging", failing(ErrLearnerNotReady), req{method: "POST", target: "/v2/members/abc/promote"}, 412,
+			msg("etcdserver: can only promote a learner member which is in sync with leader"), ""},
+		{"promote: refused", failing(errors.New("etcdserver: re-configuration failed due to not enough started members")), req{method: "POST", target: "/v2/members/abc/promote"}, 500,
+			msg("Internal Server Error"), ""},
+		{"promote unknown (no changer)", nil, req{method: "POST", target: "/v2/members/1234/promote"}, 404, msg("No such member: 1234"), ""},
+		{"promote known (no changer)", nil, req{method: "POST", target: "/v2/members/fa/promote"}, 500, msg("Internal Server Error"), ""},
+		{"GET promote", ok, req{method: "GET", target: "/v2/members/fa/promote"}, 404, msg("Not found"), ""},
+		{"POST promote without ID is an add", ok, req{method: "POST", target: "/v2/members/promote", body: `{"peerURLs":["http://a:1"]}`, ctype: jsonCT}, 201,
+			`{"id":"323a1d048b88930f","name":"","peerURLs":["http://a:1"],"clientURLs":[]}` + "\n", ""},
 		// DELETE.
 		{"delete without ID", nil, req{method: "DELETE", target: "/v2/members"}, 405, "Method Not Allowed\n", "text/plain; charset=utf-8"},
 		{"delete with slash, without ID", ok, req{method: "DELETE", target: "/v2/members/"}, 405, "Method Not Allowed\n", "text/plain; charset=utf-8"},
@@ -159,6 +202,9 @@ func TestMembers(t *testing.T) {
 			if tc.q.method == "DELETE" && strings.Contains(tc.q.target, "933a") && tc.changer == ok && ok.gotID != 0x933a6163ed79adfc {
 				t.Errorf("changer got id %x", ok.gotID)
 			}
+			if tc.q.method == "POST" && tc.changer == ok && w.Code == 201 && ok.gotLearner != strings.Contains(tc.q.body, `"isLearner":true`) {
+				t.Errorf("changer got isLearner %v", ok.gotLearner)
+			}
 		})
 	}
 }
@@ -181,5 +227,19 @@ func TestMembersBodyLimit(t *testing.T) {
 	w := e.do(t, req{method: "POST", target: "/v2/members", body: body, ctype: "application/json"})
 	if w.Code != 413 || w.Body.String() != msg("request body exceeds 64 bytes") {
 		t.Errorf("got %d %q", w.Code, w.Body)
+	}
+}
+
+// TestMembersListLearner: a learner carries "isLearner":true in the list;
+// voters' objects stay etcd's exactly.
+func TestMembersListLearner(t *testing.T) {
+	learner := member3
+	learner.IsLearner = true
+	e := newEnv(t, func(e *env) { e.cluster.List = []api.Member{member1, learner} })
+	w := e.do(t, req{method: "GET", target: "/v2/members"})
+	want := `{"members":[{"id":"fa","name":"","peerURLs":["http://127.0.0.1:25802"],"clientURLs":[],"isLearner":true},` +
+		`{"id":"933a6163ed79adfc","name":"r1","peerURLs":["http://127.0.0.1:25800"],"clientURLs":["http://127.0.0.1:25790"]}]}` + "\n"
+	if w.Code != 200 || w.Body.String() != want {
+		t.Errorf("got %d %s\nwant %s", w.Code, w.Body, want)
 	}
 }

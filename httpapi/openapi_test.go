@@ -37,6 +37,15 @@ func TestOpenAPIConformance(t *testing.T) {
 		addFn:    func(urls []string) (api.Member, error) { return api.Member{ID: "abc", PeerURLs: urls}, nil },
 		updateFn: func(uint64, []string) error { return nil },
 		removeFn: func(uint64) error { return ErrMemberRemoved },
+		promoteFn: func(id uint64) (api.Member, error) {
+			switch id {
+			case 0xbad:
+				return api.Member{}, ErrLearnerNotReady
+			case 0x404:
+				return api.Member{}, ErrMemberNotFound
+			}
+			return api.Member{ID: "abc", PeerURLs: []string{"http://a:1"}}, nil
+		},
 	}
 	e := newEnv(t, func(e *env) {
 		e.opt.Members = changer
@@ -83,6 +92,10 @@ func TestOpenAPIConformance(t *testing.T) {
 		{method: "POST", target: "/v2/members", body: `{"peerURLs":["http://a:1"]}`, ctype: "application/json"},
 		{method: "POST", target: "/v2/members", body: `{"peerURLs":[]}`, ctype: "application/json"},
 		{method: "POST", target: "/v2/members", body: `x`, ctype: "text/plain"},
+		{method: "POST", target: "/v2/members", body: `{"peerURLs":["http://a:1"],"isLearner":true}`, ctype: "application/json"},
+		{method: "POST", target: "/v2/members/abc/promote"},
+		{method: "POST", target: "/v2/members/bad/promote"},
+		{method: "POST", target: "/v2/members/404/promote"},
 		{method: "PUT", target: "/v2/members/933a6163ed79adfc", body: `{"peerURLs":["http://a:1"]}`, ctype: "application/json"},
 		{method: "DELETE", target: "/v2/members/933a6163ed79adfc"},
 		{method: "DELETE", target: "/v2/members/zz"},

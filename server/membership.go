@@ -21,9 +21,10 @@ import (
 
 // Membership: how a member learns its identity (new cluster, join,
 // restart), the cluster view the HTTP layer reads, /v2/members changes as
-// raft conf changes with etcd's strict reconfiguration checks, the
-// transport's counters for /v2/stats, and the publication of the member's
-// name and client URLs through raft.
+// raft conf changes with etcd's strict reconfiguration checks (learners
+// skip them; their promotion is in promote.go), the transport's counters
+// for /v2/stats, and the publication of the member's name and client URLs
+// through raft.
 
 // maxIDGenerations bounds the IDs tried for one set of peer URLs: the
 // first is MemberID(urls, token); a URL set whose ID was already used (a
@@ -276,6 +277,10 @@ type clusterView struct {
 	node   *consensus.Node
 	tr     *consensus.HTTPTransport
 	now    func() time.Time
+	// peers forwards promotions to the leader's peer port; filter is
+	// Config.PeerFilter (nil: every peer reachable).
+	peers  *http.Client
+	filter func(from, to uint64) bool
 }
 
 func (c *clusterView) ClusterID() uint64 { return c.id }
@@ -288,7 +293,9 @@ func (c *clusterView) Members() []api.Member {
 	ms := c.node.Members()
 	out := make([]api.Member, 0, len(ms))
 	for _, m := range ms {
-		out = append(out, memberOf(m.ID, m.Name, m.PeerURLs, m.ClientURLs))
+		am := memberOf(m.ID, m.Name, m.PeerURLs, m.ClientURLs)
+		am.IsLearner = m.IsLearner
+		out = append(out, am)
 	}
 	return out
 }
@@ -304,8 +311,10 @@ var (
 // succeeded for this long (etcd's HealthInterval).
 const healthInterval = 5 * time.Second
 
-// AddMember adds a voter with the given peer URLs (sorted by the caller).
-func (c *clusterView) AddMember(ctx context.Context, peerURLs []string) (api.Member, error) {
+// AddMember adds a voter, or a learner, with the given peer URLs (sorted
+// by the caller). A learner takes no part in quorums, so the strict check
+// does not apply to it (as in etcd).
+func (c *clusterView) AddMember(ctx context.Context, peerURLs []string, isLearner bool) (api.Member, error) {
 	ms := c.node.Members()
 	for _, m := range ms {
 		for _, u := range m.PeerURLs {
@@ -314,7 +323,7 @@ func (c *clusterView) AddMember(ctx context.Context, peerURLs []string) (api.Mem
 			}
 		}
 	}
-	if !readyToAddVoter(ms) {
+	if !isLearner && !readyToAddVoter(ms) {
 		return api.Member{}, errNotEnoughStarted
 	}
 	var id uint64
@@ -327,10 +336,12 @@ func (c *clusterView) AddMember(ctx context.Context, peerURLs []string) (api.Mem
 	if id == 0 {
 		return api.Member{}, httpapi.ErrMemberIDExists
 	}
-	if err := c.node.AddMember(ctx, storage.Member{ID: id, PeerURLs: peerURLs}); err != nil {
+	if err := c.node.AddMember(ctx, storage.Member{ID: id, PeerURLs: peerURLs, IsLearner: isLearner}); err != nil {
 		return api.Member{}, err
 	}
-	return memberOf(id, "", peerURLs, nil), nil
+	m := memberOf(id, "", peerURLs, nil)
+	m.IsLearner = isLearner
+	return m, nil
 }
 
 // UpdateMember replaces member id's peer URLs.
@@ -369,6 +380,23 @@ func (c *clusterView) member(id uint64) (storage.Member, bool) {
 		}
 	}
 	return storage.Member{}, false
+}
+
+// readyToPromote is etcd's IsReadyToPromoteMember: the started voters
+// plus the learner (counted as started) must be a quorum of the voters
+// plus the learner.
+func readyToPromote(ms []storage.Member) bool {
+	nmembers, nstarted := 1, 1
+	for _, m := range ms {
+		if m.IsLearner {
+			continue
+		}
+		if m.Name != "" {
+			nstarted++
+		}
+		nmembers++
+	}
+	return nstarted >= nmembers/2+1
 }
 
 // readyToAddVoter is etcd's IsReadyToAddVotingMember: after the add, the

@@ -257,7 +257,8 @@ func (s *Server) start() error {
 	}
 	s.transport.Attach(s.node)
 	s.cluster = &clusterView{id: clusterID, selfID: selfID, self: memberOf(selfID, cfg.Name, advertisePeer, advertiseClient),
-		token: cfg.InitialClusterToken, node: s.node, tr: s.transport, now: time.Now}
+		token: cfg.InitialClusterToken, node: s.node, tr: s.transport, now: time.Now,
+		peers: &http.Client{Transport: &http.Transport{}}, filter: cfg.PeerFilter}
 
 	router := httpapi.NewRouter(raftAdapter{s.node}, storeAdapter{s.tree}, s.cluster, httpapi.Options{
 		Watches:         watchAdapter{s.hub, cfg.MaxWatchers},
@@ -412,6 +413,9 @@ func (s *Server) closeAll() error {
 		s.node.Stop()
 	}
 	s.bg.Wait()
+	if s.cluster != nil {
+		s.cluster.peers.CloseIdleConnections()
+	}
 	if s.transport != nil {
 		_ = s.transport.Close()
 	}

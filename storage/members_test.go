@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"reflect"
 	"testing"
 
@@ -67,8 +68,37 @@ func TestMembersPersist(t *testing.T) {
 	}
 }
 
+// TestMemberCodecOnDisk pins the encoding of records already on disk: a
+// voter's record (every record written before learners could be added)
+// has a zero flags byte and decodes as a voter; bit 0 marks a learner;
+// other bits are refused.
+func TestMemberCodecOnDisk(t *testing.T) {
+	voter := []byte{1, 7, 0, 1, 'n', 1, 10, 'h', 't', 't', 'p', ':', '/', '/', 'x', ':', '1', 0}
+	m, err := DecodeMember(voter)
+	if err != nil || m.IsLearner || m.ID != 7 || m.Name != "n" || !reflect.DeepEqual(m.PeerURLs, []string{"http://x:1"}) {
+		t.Fatalf("voter record: %+v, %v", m, err)
+	}
+	if got := AppendMember(nil, &m); !bytes.Equal(got, voter) {
+		t.Fatalf("a voter encodes as %v, want %v", got, voter)
+	}
+	learner := bytes.Clone(voter)
+	learner[2] = 1
+	m.IsLearner = true
+	if got := AppendMember(nil, &m); !bytes.Equal(got, learner) {
+		t.Fatalf("a learner encodes as %v, want %v", got, learner)
+	}
+	if m, err := DecodeMember(learner); err != nil || !m.IsLearner {
+		t.Fatalf("learner record: %+v, %v", m, err)
+	}
+	learner[2] = 3
+	if _, err := DecodeMember(learner); err == nil {
+		t.Fatal("unknown flag bits decoded")
+	}
+}
+
 func FuzzMemberCodec(f *testing.F) {
 	f.Add(AppendMember(nil, &Member{ID: 7, Name: "n", PeerURLs: []string{"http://x:1"}, ClientURLs: []string{"http://x:2"}}))
+	f.Add(AppendMember(nil, &Member{ID: 8, PeerURLs: []string{"http://x:3"}, IsLearner: true}))
 	f.Add([]byte{1, 0, 0, 0, 0, 0})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
