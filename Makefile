@@ -5,7 +5,7 @@ PKGS      ?= ./...
 # Benchmarks write to a real disk (fsync figures mean nothing on tmpfs).
 BENCH_DIR ?= $(CURDIR)/.bench
 
-.PHONY: all build run test test-short soak vet fmt fuzz bench clean docker
+.PHONY: all build run test test-short soak vet fmt fuzz bench etcd compare clean docker
 
 all: build
 
@@ -70,6 +70,16 @@ bench: build
 	CAIRN_BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench 'SSE|LongPoll' -benchtime 1x -v ./server/ | grep -v '^=== '
 	$(GO) test -run '^$$' -bench LoopbackFanout -benchtime 1x ./bench/
 	BENCH_DIR=$(BENCH_DIR) BIN=$(BIN) BENCHTIME=$(BENCHTIME) bash scripts/bench.sh
+
+# The reference etcd v3.5 (v2 API), built from the Go module proxy into
+# bin/etcd, and the side-by-side comparison against it (MEMBERS=1 or 3).
+etcd:
+	bash scripts/build-etcd.sh
+
+MEMBERS ?= 1
+compare: build
+	@[ -x bin/etcd ] || $(MAKE) etcd
+	BENCH_DIR=$(BENCH_DIR) MEMBERS=$(MEMBERS) bash scripts/compare.sh
 
 clean:
 	rm -rf bin .bench .soak
