@@ -164,39 +164,29 @@ func (c *Client) Watch(ctx context.Context, key string, recursive bool, waitInde
 	if waitIndex > 0 {
 		q.Set("waitIndex", strconv.FormatUint(waitIndex, 10))
 	}
-	var lastErr error
-	for _, ep := range c.endpoints {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, keyURL(ep, key, q), nil)
-		if err != nil {
-			return fmt.Errorf("build watch request: %w", err)
-		}
-		resp, err := c.hc.Do(req)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return decodeError(resp)
-		}
-		dec := json.NewDecoder(bufio.NewReader(resp.Body))
-		for {
-			var ev api.Event
-			if err := dec.Decode(&ev); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				if errors.Is(err, io.EOF) {
-					return nil
-				}
-				return fmt.Errorf("read watch stream: %w", err)
-			}
-			if !fn(&ev) {
+	resp, err := c.send(ctx, "watch "+key, func(ep string) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodGet, keyURL(ep, key, q), nil)
+	})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return decodeError(resp)
+	}
+	dec := json.NewDecoder(bufio.NewReader(resp.Body))
+	for {
+		var ev api.Event
+		if err := dec.Decode(&ev); err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) {
 				return nil
 			}
+			return fmt.Errorf("read watch stream: %w", err)
+		}
+		if !fn(&ev) {
+			return nil
 		}
 	}
-	return fmt.Errorf("watch %s: %w", key, lastErr)
 }
 
 // Members lists the cluster's members (GET /v2/members).
@@ -288,48 +278,39 @@ func (c *Client) PromoteMember(ctx context.Context, id string) (*MemberResponse,
 // answers; want is the success status. A JSON body is decoded as the
 // member.
 func (c *Client) memberChange(ctx context.Context, method, path string, body []byte, want int) (*MemberResponse, error) {
-	var lastErr error
-	for _, ep := range c.endpoints {
+	resp, err := c.send(ctx, method+" "+path, func(ep string) (*http.Request, error) {
 		req, err := http.NewRequestWithContext(ctx, method, ep+path, bytes.NewReader(body))
-		if err != nil {
-			return nil, fmt.Errorf("build request: %w", err)
-		}
-		if body != nil {
+		if err == nil && body != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
-		resp, err := c.hc.Do(req)
-		if err != nil {
-			lastErr = err
-			if ctx.Err() != nil {
-				return nil, err
-			}
-			continue
-		}
-		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
-		}
-		if resp.StatusCode != want {
-			var m struct {
-				Message string `json:"message"`
-			}
-			if json.Unmarshal(b, &m) != nil || m.Message == "" {
-				m.Message = strings.TrimSpace(string(b))
-			}
-			return nil, &HTTPError{Status: resp.StatusCode, Message: m.Message}
-		}
-		out := &MemberResponse{ClusterID: resp.Header.Get(api.HeaderClusterID)}
-		if len(b) > 0 {
-			var m api.Member
-			if err := json.Unmarshal(b, &m); err != nil {
-				return nil, fmt.Errorf("%s %s: decode member: %w", method, path, err)
-			}
-			out.Member = &m
-		}
-		return out, nil
+		return req, err
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("%s %s: no endpoint answered: %w", method, path, lastErr)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode != want {
+		var m struct {
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(b, &m) != nil || m.Message == "" {
+			m.Message = strings.TrimSpace(string(b))
+		}
+		return nil, &HTTPError{Status: resp.StatusCode, Message: m.Message}
+	}
+	out := &MemberResponse{ClusterID: resp.Header.Get(api.HeaderClusterID)}
+	if len(b) > 0 {
+		var m api.Member
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, fmt.Errorf("%s %s: decode member: %w", method, path, err)
+		}
+		out.Member = &m
+	}
+	return out, nil
 }
 
 // Leader returns the leader member (GET /v2/members/leader).
@@ -342,61 +323,66 @@ func (c *Client) Leader(ctx context.Context) (*api.Member, error) {
 }
 
 func (c *Client) getJSON(ctx context.Context, path string, out any) error {
+	resp, err := c.send(ctx, "GET "+path, func(ep string) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodGet, ep+path, nil)
+	})
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("GET %s: read answer: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("decode %s: %w", path, err)
+	}
+	return nil
+}
+
+// send tries the endpoints in turn with the request newReq builds for
+// each and returns the first answer. An endpoint that does not answer
+// passes the request on to the next, unless ctx is done.
+func (c *Client) send(ctx context.Context, what string, newReq func(ep string) (*http.Request, error)) (*http.Response, error) {
 	var lastErr error
 	for _, ep := range c.endpoints {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep+path, nil)
+		req, err := newReq(ep)
 		if err != nil {
-			return fmt.Errorf("build request: %w", err)
+			return nil, fmt.Errorf("%s: build request: %w", what, err)
 		}
 		resp, err := c.hc.Do(req)
-		if err != nil {
-			lastErr = err
-			continue
+		if err == nil {
+			return resp, nil
 		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			lastErr = err
-			continue
+		lastErr = err
+		if ctx.Err() != nil {
+			return nil, err
 		}
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
-		}
-		if err := json.Unmarshal(body, out); err != nil {
-			return fmt.Errorf("decode %s: %w", path, err)
-		}
-		return nil
 	}
-	return fmt.Errorf("GET %s: no endpoint answered: %w", path, lastErr)
+	return nil, fmt.Errorf("%s: no endpoint answered: %w", what, lastErr)
 }
 
 // keys performs one /v2/keys request against the first endpoint that
 // answers. An API error comes back as *api.Error.
 func (c *Client) keys(ctx context.Context, method, key string, q, form url.Values) (*Response, error) {
-	var lastErr error
-	for _, ep := range c.endpoints {
+	resp, err := c.send(ctx, method+" "+key, func(ep string) (*http.Request, error) {
 		var body io.Reader
 		if form != nil {
 			body = strings.NewReader(form.Encode())
 		}
 		req, err := http.NewRequestWithContext(ctx, method, keyURL(ep, key, q), body)
-		if err != nil {
-			return nil, fmt.Errorf("build request: %w", err)
-		}
-		if form != nil {
+		if err == nil && form != nil {
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		}
-		resp, err := c.hc.Do(req)
-		if err != nil {
-			lastErr = err
-			if ctx.Err() != nil {
-				return nil, err
-			}
-			continue
-		}
-		return decodeResponse(resp)
+		return req, err
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("%s %s: no endpoint answered: %w", method, key, lastErr)
+	return decodeResponse(resp)
 }
 
 func decodeResponse(resp *http.Response) (*Response, error) {
