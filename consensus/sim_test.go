@@ -114,6 +114,37 @@ func TestSimCore(t *testing.T) {
 		t.Fatalf("member 1 log [%d, %d] (applied %d): %v", first, last, applied, err)
 	}
 
+	// Reads while ReadIndex requests are out: at most maxReadsInflight go
+	// out, the others queue and then share one request; all complete.
+	const nReads = 6
+	if maxReadsInflight >= nReads-1 {
+		t.Fatalf("maxReadsInflight = %d: reads are hardly batched", maxReadsInflight)
+	}
+	var reads []*SimRead
+	for range nReads {
+		reads = append(reads, cores[1].ReadBarrier())
+		drain(cores[1])
+	}
+	if out, queued := len(cores[1].c.readInflight), len(cores[1].c.readQueue); out != maxReadsInflight || queued != nReads-maxReadsInflight {
+		t.Fatalf("read requests out %d (want %d), waiters queued %d (want %d)", out, maxReadsInflight, queued, nReads-maxReadsInflight)
+	}
+	settle("batched reads", func() bool {
+		for _, r := range reads {
+			if done, _ := r.Result(); !done {
+				return false
+			}
+		}
+		return true
+	})
+	for i, r := range reads {
+		if _, err := r.Result(); err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+	}
+	if out, queued := len(cores[1].c.readInflight), len(cores[1].c.readQueue); out != 0 || queued != 0 {
+		t.Fatalf("after the reads: %d requests out, %d waiters queued", out, queued)
+	}
+
 	// A proposal on a member that then stops fails with ErrStopped.
 	cores[1].ReportUnreachable(3)
 	p2 := cores[3].Propose(set("/b", "2"))
