@@ -144,6 +144,18 @@ func TestHTTPCluster(t *testing.T) {
 	}()
 	lead := waitLeader(t, members(hs))
 	ctx := ctxTimeout(t, 60*time.Second)
+	// Every member has opened its message stream to every other one (the
+	// first batches may have gone as POSTs before that).
+	waitFor(t, 5*time.Second, "every peer stream attached", func() bool {
+		for _, h := range hs {
+			for _, o := range hs {
+				if o.id != h.id && h.tr.peer(o.id).out.Load() == nil {
+					return false
+				}
+			}
+		}
+		return true
+	})
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 3*4)
