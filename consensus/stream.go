@@ -160,7 +160,7 @@ func (p *peer) readStreams() {
 // whether the peer accepted it.
 func (p *peer) readStream() (opened bool, err error) {
 	t := p.t
-	if f := t.cfg.Filter; f != nil && !f(t.cfg.ID, p.id) {
+	if !p.allowed() {
 		return false, errFiltered
 	}
 	recv := t.receiver()

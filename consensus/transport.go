@@ -652,6 +652,12 @@ func (p *peer) run() {
 	}
 }
 
+// allowed asks TransportConfig.Filter whether traffic to the peer may go.
+func (p *peer) allowed() bool {
+	f := p.t.cfg.Filter
+	return f == nil || f(p.t.cfg.ID, p.id)
+}
+
 // errFiltered fails a request that TransportConfig.Filter refused.
 var errFiltered = errors.New("traffic to this peer is cut by the transport filter")
 
@@ -672,7 +678,7 @@ func (p *peer) writeStream(buf []byte) bool {
 	if s == nil {
 		return false
 	}
-	if f := p.t.cfg.Filter; f != nil && !f(p.t.cfg.ID, p.id) {
+	if !p.allowed() {
 		return false // the POST fails the same way
 	}
 	if err := s.write(buf, p.t.cfg.MessageTimeout); err != nil {
@@ -705,7 +711,7 @@ func (p *peer) probe() {
 // 412 a cluster or member mismatch (logged as an error: a configuration
 // mistake), anything else a failure.
 func (p *peer) do(ctx context.Context, method, path string, body io.Reader) error {
-	if f := p.t.cfg.Filter; f != nil && !f(p.t.cfg.ID, p.id) {
+	if !p.allowed() {
 		return errFiltered
 	}
 	base := p.url()

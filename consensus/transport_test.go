@@ -421,6 +421,19 @@ func (f *fakeReceiver) ReportSnapshot(_ uint64, failed bool) {
 func (f *fakeReceiver) IsRemoved(id uint64) bool { return f.removed[id] }
 func (f *fakeReceiver) ReportRemoved()           { f.gotRemoved.Store(true) }
 
+// checkInOrder fails unless the i-th message stepped carries commit i:
+// none lost, none reordered.
+func (f *fakeReceiver) checkInOrder(t *testing.T) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, m := range f.steps {
+		if m.GetCommit() != uint64(i) {
+			t.Fatalf("message %d arrived as %d: lost or reordered", i, m.GetCommit())
+		}
+	}
+}
+
 func (f *fakeReceiver) stepped() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -470,14 +483,7 @@ func TestTransportDeliversBatchesAndSnapshots(t *testing.T) {
 		a.Send([]*raftpb.Message{m})
 	}
 	waitFor(t, 5*time.Second, "100 messages delivered", func() bool { return rb.stepped() == 100 })
-	rb.mu.Lock()
-	for i, m := range rb.steps {
-		if m.GetCommit() != uint64(i) {
-			rb.mu.Unlock()
-			t.Fatalf("message %d arrived out of order (commit %d)", i, m.GetCommit())
-		}
-	}
-	rb.mu.Unlock()
+	rb.checkInOrder(t)
 	data := []byte(strings.Repeat("snapshot data ", 200_000)) // ~2.8 MB: several chunks
 	a.Send([]*raftpb.Message{{Type: raftpb.MsgSnap.Enum(), From: new(uint64(1)), To: new(uint64(2)), Term: new(uint64(1)),
 		Snapshot: &raftpb.Snapshot{Data: data, Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(5)), Term: new(uint64(1))}}}})
@@ -663,14 +669,7 @@ func TestTransportStream(t *testing.T) {
 	waitFor(t, 5*time.Second, "the stream detached", func() bool { return a.peer(2).out.Load() == nil })
 	send(100, 100)
 	waitFor(t, 5*time.Second, "200 messages delivered", func() bool { return rb.stepped() == 200 })
-	rb.mu.Lock()
-	for i, m := range rb.steps {
-		if m.GetCommit() != uint64(i) {
-			rb.mu.Unlock()
-			t.Fatalf("message %d arrived as %d: lost or reordered", i, m.GetCommit())
-		}
-	}
-	rb.mu.Unlock()
+	rb.checkInOrder(t)
 	// (The sender counts a batch after the receiver stepped it.)
 	waitFor(t, 5*time.Second, "a batch posted after the stream was closed", func() bool { return via("post") > 0 })
 	if ra.unreachable.Load() != 0 {

@@ -109,6 +109,20 @@ func (rt *router) addMember(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// writeMemberIDError answers the errors of a request naming a member that
+// is gone (410) or unknown (404), and reports whether err was one.
+func writeMemberIDError(w http.ResponseWriter, r *http.Request, id uint64, err error) bool {
+	switch {
+	case isMemberErr(err, ErrMemberRemoved):
+		writeMessage(w, r, http.StatusGone, "Member permanently removed: "+strconv.FormatUint(id, 16))
+	case isMemberErr(err, ErrMemberNotFound):
+		writeMessage(w, r, http.StatusNotFound, "No such member: "+strconv.FormatUint(id, 16))
+	default:
+		return false
+	}
+	return true
+}
+
 func (rt *router) removeMember(w http.ResponseWriter, r *http.Request, sub string) {
 	id, ok := memberID(w, r, sub)
 	if !ok {
@@ -124,10 +138,7 @@ func (rt *router) removeMember(w http.ResponseWriter, r *http.Request, sub strin
 	switch {
 	case err == nil:
 		w.WriteHeader(http.StatusNoContent)
-	case isMemberErr(err, ErrMemberRemoved):
-		writeMessage(w, r, http.StatusGone, "Member permanently removed: "+strconv.FormatUint(id, 16))
-	case isMemberErr(err, ErrMemberNotFound):
-		writeMessage(w, r, http.StatusNotFound, "No such member: "+strconv.FormatUint(id, 16))
+	case writeMemberIDError(w, r, id, err):
 	default:
 		rt.memberFailure(w, r, err)
 	}
@@ -186,10 +197,7 @@ func (rt *router) promoteMember(w http.ResponseWriter, r *http.Request, sub stri
 	switch {
 	case err == nil:
 		writeJSONLine(w, r, http.StatusOK, wireMember(m))
-	case isMemberErr(err, ErrMemberRemoved):
-		writeMessage(w, r, http.StatusGone, "Member permanently removed: "+strconv.FormatUint(id, 16))
-	case isMemberErr(err, ErrMemberNotFound):
-		writeMessage(w, r, http.StatusNotFound, "No such member: "+strconv.FormatUint(id, 16))
+	case writeMemberIDError(w, r, id, err):
 	case isMemberErr(err, ErrLearnerNotReady):
 		writeMessage(w, r, http.StatusPreconditionFailed, ErrLearnerNotReady.Error())
 	case isMemberErr(err, ErrMemberNotLearner):

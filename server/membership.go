@@ -382,41 +382,38 @@ func (c *clusterView) member(id uint64) (storage.Member, bool) {
 	return storage.Member{}, false
 }
 
-// readyToPromote is etcd's IsReadyToPromoteMember: the started voters
-// plus the learner (counted as started) must be a quorum of the voters
-// plus the learner.
-func readyToPromote(ms []storage.Member) bool {
-	nmembers, nstarted := 1, 1
+// voters counts the voting members and those of them that started
+// (published a name); learners count toward neither.
+func voters(ms []storage.Member) (members, started int) {
 	for _, m := range ms {
 		if m.IsLearner {
 			continue
 		}
+		members++
 		if m.Name != "" {
-			nstarted++
+			started++
 		}
-		nmembers++
 	}
-	return nstarted >= nmembers/2+1
+	return members, started
+}
+
+// readyToPromote is etcd's IsReadyToPromoteMember: the started voters
+// plus the learner (counted as started) must be a quorum of the voters
+// plus the learner.
+func readyToPromote(ms []storage.Member) bool {
+	members, started := voters(ms)
+	return started+1 >= (members+1)/2+1
 }
 
 // readyToAddVoter is etcd's IsReadyToAddVotingMember: after the add, the
 // started voters (those that published a name) must still be a quorum —
 // except when adding a second member to a one-member cluster.
 func readyToAddVoter(ms []storage.Member) bool {
-	nmembers, nstarted := 1, 0
-	for _, m := range ms {
-		if m.IsLearner {
-			continue
-		}
-		if m.Name != "" {
-			nstarted++
-		}
-		nmembers++
-	}
-	if nstarted == 1 && nmembers == 2 {
+	members, started := voters(ms)
+	if started == 1 && members == 1 {
 		return true
 	}
-	return nstarted >= nmembers/2+1
+	return started >= (members+1)/2+1
 }
 
 // mayRemove is etcd's strict check for a removal: the remaining started
