@@ -59,6 +59,7 @@ func serveCommand() *cli.Command {
 			str("initial-cluster-token", "etcd-cluster", "token that makes IDs unique to this cluster"),
 			&cli.Int64Flag{Name: "max-request-bytes", Value: 1572864, EnvVars: env("max-request-bytes"), Usage: "largest request body accepted (413 above it)"},
 			str("cors", "*", "comma-separated origins allowed by CORS (* for any)"),
+			&cli.BoolFlag{Name: "enable-pprof", EnvVars: env("enable-pprof"), Usage: "serve Go's profiler under /debug/pprof/ on the client URLs"},
 			&cli.IntFlag{Name: "heartbeat-interval", Value: 100, EnvVars: env("heartbeat-interval"), Usage: "raft heartbeat interval in ms"},
 			&cli.IntFlag{Name: "election-timeout", Value: 1000, EnvVars: env("election-timeout"), Usage: "raft election timeout in ms"},
 			&cli.Uint64Flag{Name: "snapshot-count", Value: 10000, EnvVars: env("snapshot-count"), Usage: "applied entries between raft log compactions"},
@@ -124,6 +125,7 @@ func runServe(c *cli.Context) error {
 		WatchHistoryEvents:       c.Int("watch-history-events"),
 		WatchHistoryAge:          c.Duration("watch-history-age"),
 		SSEHeartbeat:             c.Duration("sse-heartbeat"),
+		EnablePprof:              c.Bool("enable-pprof"),
 		Logger:                   logger,
 		Version:                  version,
 	}

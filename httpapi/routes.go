@@ -56,6 +56,9 @@ type Options struct {
 	// which costs far less memory per watcher. The owner closes it at
 	// shutdown. nil serves SSE inside the handler.
 	Streams *Streams
+	// EnablePprof serves Go's profiler under /debug/pprof/ (etcd's
+	// --enable-pprof). Off by default: a profile costs the member CPU.
+	EnablePprof bool
 
 	// Watches answers GET ?wait=true; nil answers such requests with 300.
 	Watches Watches
@@ -144,6 +147,9 @@ func NewRouter(r Raft, s Store, c Cluster, opt Options) http.Handler {
 		setRoute(w, routeMetrics)
 		metricsHandler.ServeHTTP(w, r)
 	}))
+	if opt.EnablePprof {
+		mountPprof(mux)
+	}
 
 	// Outermost first: metrics and panic recovery, CORS and OPTIONS, path
 	// cleaning, then chi routing on the path alone (handlers check methods).

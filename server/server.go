@@ -69,8 +69,11 @@ type Config struct {
 	// and false drops the request as if the peer were unreachable (see
 	// consensus.TransportConfig.Filter).
 	PeerFilter func(from, to uint64) bool
-	Logger     *slog.Logger
-	Version    string
+	// EnablePprof serves Go's profiler under /debug/pprof/ on the client
+	// URLs.
+	EnablePprof bool
+	Logger      *slog.Logger
+	Version     string
 }
 
 func (c *Config) setDefaults() {
@@ -205,7 +208,8 @@ func (s *Server) start() error {
 	}
 
 	s.registry = prometheus.NewRegistry()
-	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newStorageCollector(s.engine.IOStats))
 
 	// Listeners first, so a port clash fails before raft starts.
 	clientLns, err := listen(cfg.ListenClientURLs)
@@ -272,6 +276,7 @@ func (s *Server) start() error {
 		Logger:          s.logger.With("component", "http"),
 		Registry:        s.registry,
 		Version:         cfg.Version,
+		EnablePprof:     cfg.EnablePprof,
 	})
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -68,13 +68,17 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	// Small memtables: every write lands in the WAL twice (raft entry, then
-	// tree record) and raft entries are deleted again after compaction, so
-	// big memtables mostly hold garbage in memory and old WALs on disk.
+	// 16 MiB memtables: a member's writes are mostly short-lived (raft
+	// entries deleted again at log compaction, tree records overwritten,
+	// history events trimmed), and a bigger memtable lets more of them die
+	// before they reach an sstable. Against 4 MiB this cut compaction
+	// output from about 1.9 KB to 0.75 KB per write and the member's CPU per
+	// write by a fifth (consensus BenchmarkSteadyWrites64Clients); 32 MiB
+	// gained little more for twice the memory.
 	po := &pebble.Options{
 		FS:                          fs,
 		Cache:                       cache,
-		MemTableSize:                4 << 20,
+		MemTableSize:                16 << 20,
 		MemTableStopWritesThreshold: 2,
 		Logger:                      pebbleLogger{logger},
 	}
@@ -179,8 +183,37 @@ func (e *Engine) scan(start, end []byte, fn func(k, v []byte) error) error {
 	return nil
 }
 
-// DiskUsage reports the bytes the database occupies.
-func (e *Engine) DiskUsage() uint64 { return e.db.Metrics().DiskSpaceUsage() }
+// IOStats are the database's cumulative write volumes since it was opened.
+type IOStats struct {
+	WALBytes       uint64 // logical bytes written to the write-ahead log
+	FlushedBytes   uint64 // sstable bytes written by memtable flushes
+	CompactedBytes uint64 // sstable bytes written by compactions
+	CompactionRead uint64 // sstable bytes read by compactions
+	DiskBytes      uint64 // what the database occupies now (sstables, WAL, …)
+}
+
+// WriteAmplification is the bytes written to the WAL and to sstables per
+// byte written to the WAL (1 would mean no flush or compaction at all).
+func (s IOStats) WriteAmplification() float64 {
+	if s.WALBytes == 0 {
+		return 0
+	}
+	return float64(s.WALBytes+s.FlushedBytes+s.CompactedBytes) / float64(s.WALBytes)
+}
+
+// IOStats reports the write volumes so far, and the bytes the database
+// occupies on disk.
+func (e *Engine) IOStats() IOStats {
+	m := e.db.Metrics()
+	s := IOStats{DiskBytes: m.DiskSpaceUsage()}
+	s.WALBytes = m.WAL.BytesIn
+	for _, l := range m.Levels {
+		s.FlushedBytes += l.TableBytesFlushed
+		s.CompactedBytes += l.TableBytesCompacted
+		s.CompactionRead += l.TableBytesRead
+	}
+	return s
+}
 
 type pebbleLogger struct{ l *slog.Logger }
 
