@@ -59,6 +59,7 @@ func serveCommand() *cli.Command {
 			str("initial-cluster-token", "etcd-cluster", "token that makes IDs unique to this cluster"),
 			&cli.Int64Flag{Name: "max-request-bytes", Value: 1572864, EnvVars: env("max-request-bytes"), Usage: "largest request body accepted (413 above it)"},
 			str("cors", "*", "comma-separated origins allowed by CORS (* for any)"),
+			&cli.IntFlag{Name: "max-learners", Value: 1, EnvVars: env("max-learners"), Usage: "learners (non-voting members) the cluster may have at once"},
 			&cli.BoolFlag{Name: "enable-pprof", EnvVars: env("enable-pprof"), Usage: "serve Go's profiler under /debug/pprof/ on the client URLs"},
 			&cli.IntFlag{Name: "heartbeat-interval", Value: 100, EnvVars: env("heartbeat-interval"), Usage: "raft heartbeat interval in ms"},
 			&cli.IntFlag{Name: "election-timeout", Value: 1000, EnvVars: env("election-timeout"), Usage: "raft election timeout in ms"},
@@ -105,6 +106,9 @@ func runServe(c *cli.Context) error {
 	if c.Int("watch-history-events") < 1 || c.Duration("watch-history-age") <= 0 || c.Duration("sse-heartbeat") <= 0 {
 		return fmt.Errorf("--watch-history-events, --watch-history-age and --sse-heartbeat must be positive")
 	}
+	if c.Int("max-learners") < 1 {
+		return fmt.Errorf("--max-learners must be at least 1, not %d", c.Int("max-learners"))
+	}
 	cfg := server.Config{
 		Name:                     name,
 		DataDir:                  dataDir,
@@ -126,6 +130,7 @@ func runServe(c *cli.Context) error {
 		WatchHistoryAge:          c.Duration("watch-history-age"),
 		SSEHeartbeat:             c.Duration("sse-heartbeat"),
 		EnablePprof:              c.Bool("enable-pprof"),
+		MaxLearners:              c.Int("max-learners"),
 		Logger:                   logger,
 		Version:                  version,
 	}

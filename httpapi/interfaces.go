@@ -140,8 +140,8 @@ type Watcher interface {
 // {"message":"Internal Server Error"} after the checks that need no change.
 //
 // Errors are mapped by errors.Is against ErrMemberIDExists, ErrPeerURLExists,
-// ErrMemberNotFound, ErrMemberRemoved, ErrMemberNotLearner and
-// ErrLearnerNotReady, or by an identical Error() text anywhere in the
+// ErrMemberNotFound, ErrMemberRemoved, ErrMemberNotLearner,
+// ErrLearnerNotReady and ErrTooManyLearners, or by an identical Error() text anywhere in the
 // wrapped chain, so an implementation may define its own sentinels with
 // etcd's texts. Anything else is a 500.
 type MembershipChanger interface {
@@ -166,6 +166,7 @@ var (
 	ErrMemberRemoved    = errors.New("membership: ID removed")
 	ErrMemberNotLearner = errors.New("etcdserver: can only promote a learner member")
 	ErrLearnerNotReady  = errors.New("etcdserver: can only promote a learner member which is in sync with leader")
+	ErrTooManyLearners  = errors.New("etcdserver: too many learner members in cluster")
 )
 
 // PeerStats supplies the transport counters of /v2/stats/self and the

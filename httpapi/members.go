@@ -104,6 +104,8 @@ func (rt *router) addMember(w http.ResponseWriter, r *http.Request) {
 		writeMessage(w, r, http.StatusConflict, ErrMemberIDExists.Error())
 	case isMemberErr(err, ErrPeerURLExists):
 		writeMessage(w, r, http.StatusConflict, ErrPeerURLExists.Error())
+	case isMemberErr(err, ErrTooManyLearners):
+		writeMessage(w, r, http.StatusPreconditionFailed, ErrTooManyLearners.Error())
 	default:
 		rt.memberFailure(w, r, err)
 	}

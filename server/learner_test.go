@@ -132,6 +132,12 @@ func TestLearnerMembership(t *testing.T) {
 			t.Fatalf("peer /members: %v", m)
 		}
 	}
+	// One learner at a time (--max-learners, 1 by default, as etcd): a
+	// second is refused while the first has not been promoted.
+	if r := doHTTP(t, "POST", cURL+"/v2/members", "application/json", `{"peerURLs":["`+freeLoopbackURL(t)+`"],"isLearner":true}`); r.code != http.StatusPreconditionFailed ||
+		r.body != `{"message":"etcdserver: too many learner members in cluster"}` {
+		t.Fatalf("POST a second learner past the cap: %d %s", r.code, r.body)
+	}
 	// The learner has not started, and the voter alone still commits.
 	if r := doHTTP(t, "PUT", cURL+"/v2/keys/with-learner-down", "application/x-www-form-urlencoded", "value=v"); r.code != http.StatusCreated {
 		t.Fatalf("PUT with the learner down: %d %s", r.code, r.body)

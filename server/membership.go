@@ -281,6 +281,10 @@ type clusterView struct {
 	// Config.PeerFilter (nil: every peer reachable).
 	peers  *http.Client
 	filter func(from, to uint64) bool
+	// maxLearners caps the learners AddMember lets in (Config.MaxLearners).
+	// Checked on this member's view when the request arrives, as etcd's
+	// strict checks are: two concurrent additions may both pass.
+	maxLearners int
 }
 
 func (c *clusterView) ClusterID() uint64 { return c.id }
@@ -325,6 +329,9 @@ func (c *clusterView) AddMember(ctx context.Context, peerURLs []string, isLearne
 	}
 	if !isLearner && !readyToAddVoter(ms) {
 		return api.Member{}, errNotEnoughStarted
+	}
+	if isLearner && learners(ms) >= c.maxLearners {
+		return api.Member{}, httpapi.ErrTooManyLearners
 	}
 	var id uint64
 	for k := 1; k <= maxIDGenerations && id == 0; k++ {
@@ -530,4 +537,15 @@ func (s *Server) publishAttributes(ctx context.Context, name string, clientURLs 
 		case <-time.After(retry):
 		}
 	}
+}
+
+// learners counts the members that do not vote.
+func learners(ms []storage.Member) int {
+	n := 0
+	for _, m := range ms {
+		if m.IsLearner {
+			n++
+		}
+	}
+	return n
 }

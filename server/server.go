@@ -69,6 +69,9 @@ type Config struct {
 	// and false drops the request as if the peer were unreachable (see
 	// consensus.TransportConfig.Filter).
 	PeerFilter func(from, to uint64) bool
+	// MaxLearners caps the learners a member lets be added (0: 1, etcd's
+	// default).
+	MaxLearners int
 	// EnablePprof serves Go's profiler under /debug/pprof/ on the client
 	// URLs.
 	EnablePprof bool
@@ -101,6 +104,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = 100 * time.Millisecond
+	}
+	if c.MaxLearners == 0 {
+		c.MaxLearners = 1
 	}
 	if c.ElectionTimeout == 0 {
 		c.ElectionTimeout = 1000 * time.Millisecond
@@ -262,7 +268,8 @@ func (s *Server) start() error {
 	s.transport.Attach(s.node)
 	s.cluster = &clusterView{id: clusterID, selfID: selfID, self: memberOf(selfID, cfg.Name, advertisePeer, advertiseClient),
 		token: cfg.InitialClusterToken, node: s.node, tr: s.transport, now: time.Now,
-		peers: &http.Client{Transport: &http.Transport{}}, filter: cfg.PeerFilter}
+		peers: &http.Client{Transport: &http.Transport{}}, filter: cfg.PeerFilter,
+		maxLearners: cfg.MaxLearners}
 
 	router := httpapi.NewRouter(raftAdapter{s.node}, storeAdapter{s.tree}, s.cluster, httpapi.Options{
 		Watches:         watchAdapter{s.hub, cfg.MaxWatchers},
