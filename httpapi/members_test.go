@@ -125,6 +125,8 @@ func TestMembers(t *testing.T) {
 			`{"id":"323a1d048b88930f","name":"","peerURLs":["http://a:1","https://b:2"],"clientURLs":[]}` + "\n", ""},
 		{"add: peer URL exists", failing(ErrPeerURLExists), req{method: "POST", target: "/v2/members", body: `{"peerURLs":["http://a:1"]}`, ctype: jsonCT}, 409,
 			msg("membership: peerURL exists"), ""},
+		{"add: too many learners", failing(ErrTooManyLearners), req{method: "POST", target: "/v2/members", body: `{"peerURLs":["http://a:1"],"isLearner":true}`, ctype: jsonCT}, 412,
+			msg("etcdserver: too many learner members in cluster"), ""},
 		{"add: ID exists by text", failing(fmt.Errorf("propose: %w", textErr("membership: ID exists"))), req{method: "POST", target: "/v2/members", body: `{"peerURLs":["http://a:1"]}`, ctype: jsonCT}, 409,
 			msg("membership: ID exists"), ""},
 		{"add: rejected", failing(errors.New("etcdserver: unhealthy cluster")), req{method: "POST", target: "/v2/members", body: `{"peerURLs":["http://a:1"]}`, ctype: jsonCT}, 500,
