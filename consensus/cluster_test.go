@@ -150,12 +150,20 @@ func TestThreeMembers(t *testing.T) {
 }
 
 // TestFollowerCatchesUpBySnapshot: a follower cut off while the others
-// compact their logs comes back through a snapshot (the state machine's
-// export) and converges.
+// compact their logs comes back through a snapshot and converges; the
+// snapshot's data exported on the loop (a transport that is not a
+// SnapshotSender), or from a view off the loop while the leader keeps
+// applying writes.
 func TestFollowerCatchesUpBySnapshot(t *testing.T) {
+	t.Run("on the loop", func(t *testing.T) { testFollowerCatchesUpBySnapshot(t, false) })
+	t.Run("from a view", func(t *testing.T) { testFollowerCatchesUpBySnapshot(t, true) })
+}
+
+func testFollowerCatchesUpBySnapshot(t *testing.T, views bool) {
 	net := newChanNet()
+	net.viewSnapshots = views
 	ms := startCluster(t, net, 3, func(c *Config) { c.SnapshotCount = 20; c.SnapshotCatchUpEntries = 5 })
-	defer closeAll(ms)
+	defer net.stopAll(ms)
 	lead := waitLeader(t, ms)
 	ctx := ctxTimeout(t, 30*time.Second)
 
@@ -177,6 +185,12 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 		}
 	}
 	net.isolate(lagging.id, false)
+	// Writes go on while the snapshot is exported and sent.
+	for i := range 50 {
+		if _, err := lead.node.Propose(ctx, set(fmt.Sprintf("/late%d", i), "v")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	waitConverged(t, ms)
 	lagging.obs.mu.Lock()
 	restored := len(lagging.obs.restored)
@@ -184,7 +198,11 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 	if restored == 0 {
 		t.Fatal("the lagging follower caught up without a snapshot")
 	}
+	if got := net.snapshotViews.Load(); (got > 0) != views {
+		t.Fatalf("%d snapshots sent from views (views %v)", got, views)
+	}
 	lagging.mustGet("/during99", "v")
+	lagging.mustGet("/late49", "v")
 	// It keeps working as a member afterwards.
 	if _, err := lagging.node.Propose(ctx, set("/after", "1")); err != nil {
 		t.Fatal(err)

@@ -43,6 +43,39 @@ type StateMachine interface {
 	Restore(r io.Reader, b *storage.Batch, raftIndex uint64) error
 }
 
+// Viewer is a StateMachine that can hand out a point-in-time view of its
+// committed state, to be exported off the loop (storage.Tree is one).
+type Viewer interface {
+	View() *storage.TreeView
+}
+
+// SnapshotSender is a Transport that fills in a MsgSnap's data itself, off
+// the loop, from src (HTTPTransport is one). It never blocks, reports the
+// outcome through Node.ReportSnapshot as Send does, and calls src.Release
+// exactly once.
+type SnapshotSender interface {
+	SendSnapshot(m *raftpb.Message, src *SnapshotSource)
+}
+
+// SnapshotSource is the data of a MsgSnap still to be exported: the
+// membership header and a view of the state at the snapshot's index.
+type SnapshotSource struct {
+	header []byte
+	view   *storage.TreeView
+}
+
+// Data exports the snapshot data (at most once, before Release).
+func (s *SnapshotSource) Data() ([]byte, error) {
+	buf := bytes.NewBuffer(s.header)
+	if err := s.view.Export(buf); err != nil {
+		return nil, fmt.Errorf("export snapshot: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Release frees the view.
+func (s *SnapshotSource) Release() { s.view.Close() }
+
 // ApplyObserver learns about applied state, on the loop goroutine, after
 // the apply batch is committed and the proposers were answered. It must not
 // block (watchers.Hub and leases.Expirer do non-blocking hand-offs).
@@ -468,6 +501,7 @@ func (c *core) persist(rd *raft.Ready) (*storage.Batch, error) {
 		c.applied = snapIndex
 		c.lastCompaction = snapIndex
 		c.confState = proto.Clone(raftpb.EnsureConfState(rd.Snapshot.GetMetadata().GetConfState())).(*raftpb.ConfState)
+		c.met.snapshotsRestored.Inc()
 		c.log.Info("restored snapshot", "index", snapIndex, "term", rd.Snapshot.GetMetadata().GetTerm())
 		c.publish()
 		if c.obs != nil {
@@ -497,44 +531,65 @@ func (c *core) send(msgs []*raftpb.Message) error {
 	if len(msgs) == 0 || c.tr == nil {
 		return nil
 	}
+	out := msgs[:0]
 	for _, m := range msgs {
-		if m.GetType() == raftpb.MsgSnap {
-			if err := c.snapshotForFollower(m); err != nil {
-				return err
-			}
+		if m.GetType() != raftpb.MsgSnap {
+			out = append(out, m)
+			continue
 		}
+		src, err := c.snapshotForFollower(m)
+		if err != nil {
+			return err
+		}
+		if src == nil {
+			out = append(out, m)
+			continue
+		}
+		c.tr.(SnapshotSender).SendSnapshot(m, src)
 	}
-	c.tr.Send(msgs)
+	if len(out) > 0 {
+		c.tr.Send(out)
+	}
 	return nil
 }
 
-// snapshotForFollower fills a MsgSnap raft built from MemoryStorage's
-// snapshot (which carries no data: compaction records only the metadata)
-// with an export of the state machine as it is now, at the applied index,
-// and rewrites the metadata to match, as etcd does. The follower's
-// MsgAppResp then moves its progress to the applied index. The export runs
-// on the loop; a large state would want a pebble snapshot streamed by the
-// transport instead.
-func (c *core) snapshotForFollower(m *raftpb.Message) error {
+// snapshotForFollower prepares a MsgSnap raft built from MemoryStorage's
+// snapshot (which carries no data: compaction records only the metadata):
+// its data is an image of the state machine as it is now, at the applied
+// index, and its metadata is rewritten to match, as etcd does; the
+// follower's MsgAppResp then moves its progress to the applied index.
+//
+// When the state machine offers views and the transport sends snapshots
+// itself, only a view is taken here (a Pebble snapshot: nothing is copied)
+// and returned; the transport's sender exports it off the loop, so a large
+// key space does not stall this member. Otherwise the export is made here
+// into m and nil is returned.
+func (c *core) snapshotForFollower(m *raftpb.Message) (*SnapshotSource, error) {
 	term, err := c.ms.Term(c.applied)
 	if err != nil {
-		return fmt.Errorf("term of applied index %d for a snapshot: %w", c.applied, err)
-	}
-	var buf bytes.Buffer
-	buf.Write(c.members.appendSnapshotHeader(nil))
-	if err := c.sm.Export(&buf); err != nil {
-		return fmt.Errorf("export snapshot at %d: %w", c.applied, err)
+		return nil, fmt.Errorf("term of applied index %d for a snapshot: %w", c.applied, err)
 	}
 	m.Snapshot = &raftpb.Snapshot{
-		Data: buf.Bytes(),
 		Metadata: &raftpb.SnapshotMetadata{
 			Index:     new(c.applied),
 			Term:      new(term),
 			ConfState: proto.Clone(c.confState).(*raftpb.ConfState),
 		},
 	}
+	c.met.snapshotsSent.Inc()
+	header := c.members.appendSnapshotHeader(nil)
+	viewer, canView := c.sm.(Viewer)
+	if _, canSend := c.tr.(SnapshotSender); canView && canSend {
+		c.log.Info("sending snapshot", "to", m.GetTo(), "index", c.applied)
+		return &SnapshotSource{header: header, view: viewer.View()}, nil
+	}
+	buf := bytes.NewBuffer(header)
+	if err := c.sm.Export(buf); err != nil {
+		return nil, fmt.Errorf("export snapshot at %d: %w", c.applied, err)
+	}
+	m.Snapshot.Data = buf.Bytes()
 	c.log.Info("sending snapshot", "to", m.GetTo(), "index", c.applied, "bytes", buf.Len())
-	return nil
+	return nil, nil
 }
 
 // readStates resolves answered ReadIndex requests: waiters are released

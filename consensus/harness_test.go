@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -197,13 +198,55 @@ type chanNet struct {
 	isolated map[uint64]bool
 	sent     int
 	dropped  int
+
+	// viewSnapshots makes the transports SnapshotSenders: a snapshot's
+	// data is exported from a view in a goroutine of its own (counted in
+	// snapshotViews; waited for by stopAll), as HTTPTransport does.
+	viewSnapshots bool
+	snapshotViews atomic.Int64
+	exports       sync.WaitGroup
 }
 
 func newChanNet() *chanNet {
 	return &chanNet{nodes: make(map[uint64]*Node), isolated: make(map[uint64]bool)}
 }
 
-func (n *chanNet) transport(from uint64) Transport { return &chanTransport{net: n, from: from} }
+func (n *chanNet) transport(from uint64) Transport {
+	t := &chanTransport{net: n, from: from}
+	if n.viewSnapshots {
+		return &viewTransport{t}
+	}
+	return t
+}
+
+// stopAll stops the members, waits for the snapshot exports still running,
+// and closes the members' engines.
+func (n *chanNet) stopAll(ms []*member) {
+	for _, m := range ms {
+		m.node.Stop()
+	}
+	n.exports.Wait()
+	closeAll(ms)
+}
+
+// viewTransport is a chanTransport that is also a SnapshotSender.
+type viewTransport struct{ *chanTransport }
+
+func (t *viewTransport) SendSnapshot(m *raftpb.Message, src *SnapshotSource) {
+	n := t.net
+	n.snapshotViews.Add(1)
+	n.exports.Add(1)
+	go func() {
+		defer n.exports.Done()
+		data, err := src.Data()
+		src.Release()
+		if err != nil {
+			panic(fmt.Sprintf("export a snapshot view: %v", err))
+		}
+		m.Snapshot.Data = data
+		t.Send([]*raftpb.Message{m})
+	}()
+}
 
 func (n *chanNet) attach(id uint64, node *Node) {
 	n.mu.Lock()

@@ -17,6 +17,8 @@ type metrics struct {
 	hasLeader          prometheus.Gauge
 	isLeader           prometheus.Gauge
 	snapshots          prometheus.Counter
+	snapshotsSent      prometheus.Counter
+	snapshotsRestored  prometheus.Counter
 	readIndexes        prometheus.Counter
 }
 
@@ -65,6 +67,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "cairn", Subsystem: "server", Name: "log_compactions_total",
 			Help: "Raft log compactions (snapshot points) taken by this member.",
 		}),
+		snapshotsSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "cairn", Subsystem: "server", Name: "snapshots_sent_total",
+			Help: "Snapshots of the key space sent to followers whose log was compacted away (handed to the transport).",
+		}),
+		snapshotsRestored: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "cairn", Subsystem: "server", Name: "snapshots_restored_total",
+			Help: "Snapshots received from the leader and restored in place of the key space.",
+		}),
 		readIndexes: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "cairn", Subsystem: "server", Name: "read_indexes_total",
 			Help: "ReadIndex requests issued (each serves every ReadBarrier batched into it).",
@@ -75,7 +85,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.proposalsCommitted, m.proposalsFailed, m.proposalsPending, m.applyDuration,
-		m.fsyncDuration, m.readyBatch, m.leaderChanges, m.hasLeader, m.isLeader, m.snapshots, m.readIndexes,
+		m.fsyncDuration, m.readyBatch, m.leaderChanges, m.hasLeader, m.isLeader, m.snapshots,
+		m.snapshotsSent, m.snapshotsRestored, m.readIndexes,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -237,7 +237,7 @@ func (t *HTTPTransport) Send(msgs []*raftpb.Message) {
 			continue
 		}
 		if m.GetType() == raftpb.MsgSnap {
-			p.sendSnapshot(m)
+			p.sendSnapshot(m, nil)
 			continue
 		}
 		select {
@@ -248,6 +248,26 @@ func (t *HTTPTransport) Send(msgs []*raftpb.Message) {
 			t.reportUnreachable(to)
 		}
 	}
+}
+
+// SendSnapshot sends a MsgSnap whose data is still to be exported from
+// src: the export runs in the snapshot's sender goroutine, not on the
+// caller's. It never blocks; src is released once the snapshot was sent or
+// dropped.
+func (t *HTTPTransport) SendSnapshot(m *raftpb.Message, src *SnapshotSource) {
+	t.mu.Lock()
+	closed := t.closed
+	t.mu.Unlock()
+	p := t.peer(m.GetTo())
+	if closed || p == nil {
+		src.Release()
+		t.reportSnapshot(m.GetTo(), true)
+		if !closed {
+			t.reportUnreachable(m.GetTo())
+		}
+		return
+	}
+	p.sendSnapshot(m, src)
 }
 
 func (t *HTTPTransport) peer(id uint64) *peer {
@@ -766,9 +786,13 @@ func (p *peer) refusal(resp *http.Response, base string) error {
 }
 
 // sendSnapshot streams m in its own goroutine (at most one per peer at a
-// time) and reports the outcome to raft.
-func (p *peer) sendSnapshot(m *raftpb.Message) {
+// time) and reports the outcome to raft. With src, the goroutine first
+// exports the data into m and releases src.
+func (p *peer) sendSnapshot(m *raftpb.Message, src *SnapshotSource) {
 	if !p.snapBusy.CompareAndSwap(false, true) {
+		if src != nil {
+			src.Release()
+		}
 		p.t.reportSnapshot(p.id, true)
 		return
 	}
@@ -777,6 +801,16 @@ func (p *peer) sendSnapshot(m *raftpb.Message) {
 		defer p.t.wg.Done()
 		defer p.snapBusy.Store(false)
 		start := time.Now()
+		if src != nil {
+			data, err := src.Data()
+			src.Release()
+			if err != nil {
+				p.t.log.Error("snapshot not exported", "peer", p.hex, "index", m.GetSnapshot().GetMetadata().GetIndex(), "err", err)
+				p.t.reportSnapshot(p.id, true)
+				return
+			}
+			m.Snapshot.Data = data
+		}
 		size := len(m.GetSnapshot().GetData())
 		err := p.postSnapshot(m)
 		if err != nil {

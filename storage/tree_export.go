@@ -17,9 +17,11 @@ import (
 //	uvarint  0 (end of nodes)
 //	4 bytes  CRC-32C (Castagnoli, big-endian) of everything before it
 //
-// Nodes come in pre-order with siblings sorted bytewise by name, i.e. in
-// segment-wise path order: a parent always precedes its children. The root
-// is implicit. Applied index and counters are member-local and not exported.
+// Tree.Export writes the nodes in pre-order with siblings sorted bytewise
+// by name, i.e. in segment-wise path order (the same bytes on every member
+// at one index); TreeView.Export in byte order of the full paths. In both a
+// parent precedes its children, which is all Restore needs. The root is
+// implicit. Applied index and counters are member-local and not exported.
 
 const treeExportMagic = "CAIRNTR\x01"
 
