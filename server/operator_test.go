@@ -2,27 +2,11 @@ package server_test
 
 import (
 	"fmt"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 
 	"cairn/server"
 )
-
-// metricValue reads one unlabelled sample from a /metrics body.
-func metricValue(t *testing.T, body, name string) float64 {
-	t.Helper()
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(body)
-	if m == nil {
-		t.Fatalf("/metrics has no %s", name)
-	}
-	v, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return v
-}
 
 // TestStorageMetrics: the database's size and write volumes are on
 // /metrics, and writes make the write-ahead log volume grow by at least
@@ -30,7 +14,7 @@ func metricValue(t *testing.T, body, name string) float64 {
 func TestStorageMetrics(t *testing.T) {
 	m := startMember(t)
 	before := m.do(t, rawReq{method: "GET", target: "/metrics"})
-	wal0 := metricValue(t, before.body, "cairn_storage_wal_bytes_total")
+	wal0 := server.MetricSample(t, before.body, "cairn_storage_wal_bytes_total")
 	value := strings.Repeat("v", 1000)
 	for i := range 50 {
 		if r := m.do(t, rawReq{method: "PUT", target: fmt.Sprintf("/v2/keys/k%d", i), body: "value=" + value, ctype: "form"}); r.status != 201 {
@@ -38,14 +22,14 @@ func TestStorageMetrics(t *testing.T) {
 		}
 	}
 	after := m.do(t, rawReq{method: "GET", target: "/metrics"})
-	if grew := metricValue(t, after.body, "cairn_storage_wal_bytes_total") - wal0; grew < 50*1000 {
+	if grew := server.MetricSample(t, after.body, "cairn_storage_wal_bytes_total") - wal0; grew < 50*1000 {
 		t.Errorf("WAL bytes grew by %.0f after 50 writes of 1000 B", grew)
 	}
-	if size := metricValue(t, after.body, "cairn_storage_db_size_bytes"); size <= 0 {
+	if size := server.MetricSample(t, after.body, "cairn_storage_db_size_bytes"); size <= 0 {
 		t.Errorf("db size %.0f", size)
 	}
 	for _, name := range []string{"cairn_storage_flushed_bytes_total", "cairn_storage_compacted_bytes_total", "cairn_storage_compaction_read_bytes_total"} {
-		metricValue(t, after.body, name)
+		server.MetricSample(t, after.body, name)
 	}
 }
 

@@ -65,13 +65,19 @@ func counter(t *testing.T, url, name string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(body)
+	return metricSample(t, string(body), name)
+}
+
+// metricSample reads one unlabelled sample from a /metrics body.
+func metricSample(t testing.TB, body, name string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(body)
 	if m == nil {
-		t.Fatalf("%s/metrics has no %s", url, name)
+		t.Fatalf("/metrics has no %s", name)
 	}
-	v, err := strconv.ParseFloat(string(m[1]), 64)
+	v, err := strconv.ParseFloat(m[1], 64)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", name, err)
 	}
 	return v
 }
