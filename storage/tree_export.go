@@ -65,30 +65,52 @@ func walkTree(n *treeNode, prefix []byte, fn func(p []byte, c *treeNode) error) 
 func (t *Tree) Export(w io.Writer) error {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	bw := bufio.NewWriterSize(w, 64<<10)
-	var crc uint32
-	out := func(p []byte) {
-		crc = crc32.Update(crc, treeCRCTable, p)
-		_, _ = bw.Write(p) // bufio keeps the first error for Flush
-	}
-	var scratch, recBuf []byte
-	out(binary.AppendUvarint(append(scratch, treeExportMagic...), t.index.Load()))
+	ew := newExportWriter(w, t.index.Load())
+	var recBuf []byte
 	err := walkTree(t.root, make([]byte, 0, 256), func(p []byte, n *treeNode) error {
 		rec := n.record()
 		recBuf = appendTreeRecord(recBuf[:0], &rec)
-		scratch = binary.AppendUvarint(scratch[:0], uint64(len(p)))
-		scratch = append(scratch, p...)
-		scratch = binary.AppendUvarint(scratch, uint64(len(recBuf)))
-		out(scratch)
-		out(recBuf)
+		ew.node(p, recBuf)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("export tree: %w", err)
 	}
-	out([]byte{0})
-	_, _ = bw.Write(binary.BigEndian.AppendUint32(nil, crc))
-	if err := bw.Flush(); err != nil {
+	return ew.finish()
+}
+
+// exportWriter writes an export stream: the header at creation, then the
+// nodes, then the end marker and the checksum at finish.
+type exportWriter struct {
+	bw      *bufio.Writer
+	crc     uint32
+	scratch []byte
+}
+
+func newExportWriter(w io.Writer, storeIndex uint64) *exportWriter {
+	ew := &exportWriter{bw: bufio.NewWriterSize(w, 64<<10)}
+	ew.out(binary.AppendUvarint([]byte(treeExportMagic), storeIndex))
+	return ew
+}
+
+func (ew *exportWriter) out(p []byte) {
+	ew.crc = crc32.Update(ew.crc, treeCRCTable, p)
+	_, _ = ew.bw.Write(p) // bufio keeps the first error for Flush
+}
+
+// node writes one node entry: its path and its encoded record.
+func (ew *exportWriter) node(path, rec []byte) {
+	ew.scratch = binary.AppendUvarint(ew.scratch[:0], uint64(len(path)))
+	ew.scratch = append(ew.scratch, path...)
+	ew.scratch = binary.AppendUvarint(ew.scratch, uint64(len(rec)))
+	ew.out(ew.scratch)
+	ew.out(rec)
+}
+
+func (ew *exportWriter) finish() error {
+	ew.out([]byte{0})
+	_, _ = ew.bw.Write(binary.BigEndian.AppendUint32(nil, ew.crc))
+	if err := ew.bw.Flush(); err != nil {
 		return fmt.Errorf("export tree: %w", err)
 	}
 	return nil

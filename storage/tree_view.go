@@ -1,10 +1,8 @@
 package storage
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"io"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -34,40 +32,23 @@ func (v *TreeView) Export(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	bw := bufio.NewWriterSize(w, 64<<10)
-	var crc uint32
-	out := func(p []byte) {
-		crc = crc32.Update(crc, treeCRCTable, p)
-		_, _ = bw.Write(p) // bufio keeps the first error for Flush
-	}
-	out(binary.AppendUvarint([]byte(treeExportMagic), index))
+	ew := newExportWriter(w, index)
 	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixTree}, UpperBound: []byte{prefixTree + 1}})
 	if err != nil {
 		return fmt.Errorf("export view: %w", err)
 	}
-	var scratch []byte
 	for it.First(); it.Valid(); it.Next() {
 		rec, err := it.ValueAndErr()
 		if err != nil {
 			_ = it.Close()
 			return fmt.Errorf("export view: %w", err)
 		}
-		p := it.Key()[1:]
-		scratch = binary.AppendUvarint(scratch[:0], uint64(len(p)))
-		scratch = append(scratch, p...)
-		scratch = binary.AppendUvarint(scratch, uint64(len(rec)))
-		out(scratch)
-		out(rec)
+		ew.node(it.Key()[1:], rec)
 	}
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("export view: %w", err)
 	}
-	out([]byte{0})
-	_, _ = bw.Write(binary.BigEndian.AppendUint32(nil, crc))
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("export view: %w", err)
-	}
-	return nil
+	return ew.finish()
 }
 
 // meta reads one of the tree's meta counters as of the view.
