@@ -69,6 +69,8 @@ bench: build
 	CAIRN_BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench . -skip 'SSE|LongPoll' -benchtime 5000x ./server/
 	CAIRN_BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench 'SSE|LongPoll' -benchtime 1x -v ./server/ | grep -v '^=== '
 	$(GO) test -run '^$$' -bench LoopbackFanout -benchtime 1x ./bench/
+	$(GO) test -run '^$$' -bench SteadyWrites -benchtime 300000x ./consensus/
+	$(GO) test -run '^$$' -bench Export100k ./storage/
 	BENCH_DIR=$(BENCH_DIR) BIN=$(BIN) BENCHTIME=$(BENCHTIME) bash scripts/bench.sh
 
 # The reference etcd v3.5 (v2 API), built from the Go module proxy into
