@@ -148,8 +148,12 @@ func (b *Batch) delRange(start, end []byte) error {
 }
 
 // get reads a key; found is false when it does not exist.
-func (e *Engine) get(key []byte) (value []byte, found bool, err error) {
-	v, closer, err := e.db.Get(key)
+func (e *Engine) get(key []byte) (value []byte, found bool, err error) { return readKey(e.db, key) }
+
+// readKey reads a key from r (the database or a snapshot of it); found is
+// false when it does not exist.
+func readKey(r pebble.Reader, key []byte) (value []byte, found bool, err error) {
+	v, closer, err := r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -164,7 +168,12 @@ func (e *Engine) get(key []byte) (value []byte, found bool, err error) {
 // scan calls fn for every key in [start, end) in order. The slices are only
 // valid during the call.
 func (e *Engine) scan(start, end []byte, fn func(k, v []byte) error) error {
-	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
+	return scanKeys(e.db, start, end, fn)
+}
+
+// scanKeys is scan on r: the database or a snapshot of it.
+func scanKeys(r pebble.Reader, start, end []byte, fn func(k, v []byte) error) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
 	if err != nil {
 		return fmt.Errorf("new iterator: %w", err)
 	}

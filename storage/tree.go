@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"cairn/api"
 )
 
@@ -73,11 +75,11 @@ func newTree(e *Engine) *Tree {
 // A fresh database yields an empty tree with both indexes at 0.
 func OpenTree(e *Engine) (*Tree, error) {
 	t := newTree(e)
-	applied, err := readTreeMeta(e, treeMetaApplied)
+	applied, err := readTreeMeta(e.db, treeMetaApplied)
 	if err != nil {
 		return nil, err
 	}
-	index, err := readTreeMeta(e, treeMetaStoreIndex)
+	index, err := readTreeMeta(e.db, treeMetaStoreIndex)
 	if err != nil {
 		return nil, err
 	}
@@ -148,8 +150,8 @@ func (t *Tree) insertRecord(parent *treeNode, name, p string, rec *treeRecord) e
 	return nil
 }
 
-func readTreeMeta(e *Engine, name string) (uint64, error) {
-	v, found, err := e.get(treeMetaKey(name))
+func readTreeMeta(r pebble.Reader, name string) (uint64, error) {
+	v, found, err := readKey(r, treeMetaKey(name))
 	if err != nil {
 		return 0, fmt.Errorf("read meta %q: %w", name, err)
 	}

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 
@@ -28,41 +27,17 @@ func (v *TreeView) Close() { _ = v.snap.Close() }
 // reads. The nodes come in key order (bytewise by full path) rather than
 // Export's segment-wise order; either way a parent precedes its children.
 func (v *TreeView) Export(w io.Writer) error {
-	index, err := v.meta(treeMetaStoreIndex)
+	index, err := readTreeMeta(v.snap, treeMetaStoreIndex)
 	if err != nil {
 		return err
 	}
 	ew := newExportWriter(w, index)
-	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixTree}, UpperBound: []byte{prefixTree + 1}})
+	err = scanKeys(v.snap, []byte{prefixTree}, []byte{prefixTree + 1}, func(k, rec []byte) error {
+		ew.node(k[1:], rec)
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("export view: %w", err)
-	}
-	for it.First(); it.Valid(); it.Next() {
-		rec, err := it.ValueAndErr()
-		if err != nil {
-			_ = it.Close()
-			return fmt.Errorf("export view: %w", err)
-		}
-		ew.node(it.Key()[1:], rec)
-	}
-	if err := it.Close(); err != nil {
 		return fmt.Errorf("export view: %w", err)
 	}
 	return ew.finish()
-}
-
-// meta reads one of the tree's meta counters as of the view.
-func (v *TreeView) meta(name string) (uint64, error) {
-	val, closer, err := v.snap.Get(treeMetaKey(name))
-	if err == pebble.ErrNotFound {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read meta %q: %w", name, err)
-	}
-	defer closer.Close()
-	if len(val) != 8 {
-		return 0, fmt.Errorf("%w: meta %q has %d bytes", ErrTreeCorrupt, name, len(val))
-	}
-	return binary.BigEndian.Uint64(val), nil
 }
