@@ -220,24 +220,18 @@ func (t *HTTPTransport) Send(msgs []*raftpb.Message) {
 	closed := t.closed
 	t.mu.Unlock()
 	for _, m := range msgs {
-		to := m.GetTo()
-		if closed {
-			if m.GetType() == raftpb.MsgSnap {
-				t.reportSnapshot(to, true)
-			}
+		if m.GetType() == raftpb.MsgSnap {
+			t.SendSnapshot(m, nil)
 			continue
 		}
+		if closed {
+			continue
+		}
+		to := m.GetTo()
 		p := t.peer(to)
 		if p == nil {
 			t.log.Debug("message to an unknown peer dropped", "type", m.GetType().String(), "to", hexID(to))
-			if m.GetType() == raftpb.MsgSnap {
-				t.reportSnapshot(to, true)
-			}
 			t.reportUnreachable(to)
-			continue
-		}
-		if m.GetType() == raftpb.MsgSnap {
-			p.sendSnapshot(m, nil)
 			continue
 		}
 		select {
@@ -250,20 +244,24 @@ func (t *HTTPTransport) Send(msgs []*raftpb.Message) {
 	}
 }
 
-// SendSnapshot sends a MsgSnap whose data is still to be exported from
-// src: the export runs in the snapshot's sender goroutine, not on the
-// caller's. It never blocks; src is released once the snapshot was sent or
-// dropped.
+// SendSnapshot sends a MsgSnap in the peer's snapshot goroutine. With src,
+// its data is still to be exported from src, in that goroutine rather than
+// the caller's; nil src means m carries its data (Send passes those). It
+// never blocks; src is released once the snapshot was sent or dropped.
 func (t *HTTPTransport) SendSnapshot(m *raftpb.Message, src *SnapshotSource) {
 	t.mu.Lock()
 	closed := t.closed
 	t.mu.Unlock()
-	p := t.peer(m.GetTo())
+	to := m.GetTo()
+	p := t.peer(to)
 	if closed || p == nil {
-		src.Release()
-		t.reportSnapshot(m.GetTo(), true)
+		if src != nil {
+			src.Release()
+		}
+		t.reportSnapshot(to, true)
 		if !closed {
-			t.reportUnreachable(m.GetTo())
+			t.log.Debug("snapshot to an unknown peer dropped", "to", hexID(to))
+			t.reportUnreachable(to)
 		}
 		return
 	}

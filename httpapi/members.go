@@ -125,13 +125,24 @@ func writeMemberIDError(w http.ResponseWriter, r *http.Request, id uint64, err e
 	return true
 }
 
-func (rt *router) removeMember(w http.ResponseWriter, r *http.Request, sub string) {
+// changeTarget parses the member ID of a remove or promote request, and
+// answers the request itself when no MembershipChanger is configured;
+// false means it was answered.
+func (rt *router) changeTarget(w http.ResponseWriter, r *http.Request, sub string) (uint64, bool) {
 	id, ok := memberID(w, r, sub)
 	if !ok {
-		return
+		return 0, false
 	}
 	if rt.opt.Members == nil {
 		rt.noChanger(w, r, id)
+		return 0, false
+	}
+	return id, true
+}
+
+func (rt *router) removeMember(w http.ResponseWriter, r *http.Request, sub string) {
+	id, ok := rt.changeTarget(w, r, sub)
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), rt.opt.RequestTimeout)
@@ -185,12 +196,8 @@ func (rt *router) updateMember(w http.ResponseWriter, r *http.Request, sub strin
 // strict checks refuse or a consensus failure (logged). The body is
 // ignored.
 func (rt *router) promoteMember(w http.ResponseWriter, r *http.Request, sub string) {
-	id, ok := memberID(w, r, sub)
+	id, ok := rt.changeTarget(w, r, sub)
 	if !ok {
-		return
-	}
-	if rt.opt.Members == nil {
-		rt.noChanger(w, r, id)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), rt.opt.RequestTimeout)
