@@ -157,6 +157,7 @@ func clientCommands() []*cli.Command {
 				&cli.IntFlag{Name: "keys", Value: 10000, Usage: "distinct keys"},
 				&cli.IntFlag{Name: "watchers", Value: 10000, Usage: "sse-*, longpoll: watchers, each on its own connection (longpoll: 1000 unless set)"},
 				&cli.IntFlag{Name: "rate", Value: 10, Usage: "sse-*, longpoll: writes per second"},
+				&cli.StringFlag{Name: "http-client", Value: bench.ClientWire, Usage: "put, get, qget, mixed: wire (lean HTTP/1.1, one write per request) or std (Go's net/http client)"},
 			},
 			Action: func(c *cli.Context) error {
 				if w := c.String("workload"); w == bench.WorkloadSSEShared || w == bench.WorkloadSSEDistinct || w == bench.WorkloadLongPoll {
@@ -187,6 +188,7 @@ func clientCommands() []*cli.Command {
 				res, err := bench.Run(c.Context, bench.Config{
 					Endpoints: splitList(c.String("endpoints")), Workload: c.String("workload"), Clients: c.Int("clients"),
 					Duration: c.Duration("duration"), Requests: c.Int("requests"), ValueSize: c.Int("value-size"), KeySpace: c.Int("keys"),
+					Client: c.String("http-client"),
 				})
 				if err != nil {
 					return err

@@ -8,9 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -40,6 +38,8 @@ type Config struct {
 	ValueSize int // bytes, default 256
 	KeySpace  int // distinct keys, default 10000
 	Prefix    string
+	// Client is ClientWire (default) or ClientStd (net/http's client).
+	Client string
 }
 
 // Result summarises a run.
@@ -87,8 +87,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Duration <= 0 && cfg.Requests <= 0 {
 		cfg.Duration = 10 * time.Second
 	}
+	if cfg.Client == "" {
+		cfg.Client = ClientWire
+	}
 	if len(cfg.Endpoints) == 0 {
 		return Result{}, errors.New("bench: no endpoints")
+	}
+	for _, ep := range cfg.Endpoints { // the endpoints and client kind, checked before any load
+		if _, err := newRequester(ctx, cfg.Client, ep); err != nil {
+			return Result{}, err
+		}
 	}
 	switch cfg.Workload {
 	case WorkloadPut, WorkloadGet, WorkloadQGet, WorkloadMixed:
@@ -132,15 +140,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		wg.Add(1)
 		go func(id int) {
 			defer wg.Done()
-			hc := newHTTPClient()
-			defer hc.CloseIdleConnections()
-			ep := strings.TrimRight(cfg.Endpoints[id%len(cfg.Endpoints)], "/")
+			rq, _ := newRequester(runCtx, cfg.Client, cfg.Endpoints[id%len(cfg.Endpoints)]) // checked above
+			defer rq.close()
 			rng := rand.New(rand.NewPCG(uint64(id), 42))
 			local := make([]time.Duration, 0, 4096)
 			localErrs := 0
 			for runCtx.Err() == nil && take() {
 				t0 := time.Now()
-				err := doOne(runCtx, hc, ep, cfg, rng, value)
+				err := doOne(rq, cfg, rng, value)
 				if err != nil {
 					if runCtx.Err() != nil {
 						break
@@ -173,29 +180,20 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	return res, nil
 }
 
-func newHTTPClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: 1,
-		MaxConnsPerHost:     1,
-		DisableCompression:  true,
-	}}
-}
-
-func doOne(ctx context.Context, hc *http.Client, ep string, cfg Config, rng *rand.Rand, value string) error {
+func doOne(rq requester, cfg Config, rng *rand.Rand, value string) error {
 	key := cfg.Prefix + "/k" + strconv.Itoa(rng.IntN(cfg.KeySpace))
 	switch cfg.Workload {
 	case WorkloadPut:
-		return put(ctx, hc, ep, key, randomValue(rng, len(value)))
+		return put(rq, key, randomValue(rng, len(value)))
 	case WorkloadGet:
-		return get(ctx, hc, ep, key, false)
+		return rq.do(http.MethodGet, "/v2/keys"+key, "", "")
 	case WorkloadQGet:
-		return get(ctx, hc, ep, key, true)
+		return rq.do(http.MethodGet, "/v2/keys"+key+"?quorum=true", "", "")
 	default: // mixed: 90 % GET, 10 % PUT
 		if rng.IntN(10) == 0 {
-			return put(ctx, hc, ep, key, randomValue(rng, len(value)))
+			return put(rq, key, randomValue(rng, len(value)))
 		}
-		return get(ctx, hc, ep, key, false)
+		return rq.do(http.MethodGet, "/v2/keys"+key, "", "")
 	}
 }
 
@@ -210,39 +208,8 @@ func randomValue(rng *rand.Rand, n int) string {
 	return string(b)
 }
 
-func put(ctx context.Context, hc *http.Client, ep, key, value string) error {
-	body := "value=" + url.QueryEscape(value)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, ep+"/v2/keys"+key, strings.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return do(hc, req)
-}
-
-func get(ctx context.Context, hc *http.Client, ep, key string, quorum bool) error {
-	u := ep + "/v2/keys" + key
-	if quorum {
-		u += "?quorum=true"
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	return do(hc, req)
-}
-
-func do(hc *http.Client, req *http.Request) error {
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s", req.Method, req.URL.Path, resp.Status)
-	}
-	return nil
+func put(rq requester, key, value string) error {
+	return rq.do(http.MethodPut, "/v2/keys"+key, "application/x-www-form-urlencoded", "value="+url.QueryEscape(value))
 }
 
 // preload writes every key of the key space once so reads find values.
@@ -255,12 +222,11 @@ func preload(ctx context.Context, cfg Config, value string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			hc := newHTTPClient()
-			defer hc.CloseIdleConnections()
-			ep := strings.TrimRight(cfg.Endpoints[0], "/")
+			rq, _ := newRequester(ctx, cfg.Client, cfg.Endpoints[0]) // checked by Run
+			defer rq.close()
 			rng := rand.New(rand.NewPCG(uint64(w), 7))
 			for k := range keys {
-				if err := put(ctx, hc, ep, cfg.Prefix+"/k"+strconv.Itoa(k), randomValue(rng, len(value))); err != nil {
+				if err := put(rq, cfg.Prefix+"/k"+strconv.Itoa(k), randomValue(rng, len(value))); err != nil {
 					select {
 					case errc <- fmt.Errorf("preload: %w", err):
 					default:

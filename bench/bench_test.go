@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,13 +23,23 @@ func TestRunEveryWorkload(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Stop(context.Background())
-	for _, wl := range []string{bench.WorkloadPut, bench.WorkloadGet, bench.WorkloadQGet, bench.WorkloadMixed} {
-		res, err := bench.Run(context.Background(), bench.Config{Endpoints: s.ClientURLs(), Workload: wl, Clients: 4, Requests: 200, KeySpace: 50})
-		if err != nil {
-			t.Fatalf("%s: %v", wl, err)
+	for _, hc := range []string{bench.ClientWire, bench.ClientStd} {
+		for _, wl := range []string{bench.WorkloadPut, bench.WorkloadGet, bench.WorkloadQGet, bench.WorkloadMixed} {
+			res, err := bench.Run(context.Background(), bench.Config{Endpoints: s.ClientURLs(), Workload: wl, Clients: 4, Requests: 200, KeySpace: 50, Client: hc})
+			if err != nil {
+				t.Fatalf("%s %s: %v", hc, wl, err)
+			}
+			if res.Ops != 200 || res.Errors != 0 || res.P50 <= 0 || res.P99 < res.P50 || res.OpsPerSec() <= 0 {
+				t.Fatalf("%s %s: %+v", hc, wl, res)
+			}
 		}
-		if res.Ops != 200 || res.Errors != 0 || res.P50 <= 0 || res.P99 < res.P50 || res.OpsPerSec() <= 0 {
-			t.Fatalf("%s: %+v", wl, res)
+	}
+	// The endpoint's path is kept: under /nowhere every request is a 404,
+	// so the preload fails.
+	for _, hc := range []string{bench.ClientWire, bench.ClientStd} {
+		res, err := bench.Run(context.Background(), bench.Config{Endpoints: []string{s.ClientURLs()[0] + "/nowhere"}, Workload: bench.WorkloadGet, Clients: 1, Requests: 1, KeySpace: 1, Client: hc})
+		if err == nil || !strings.Contains(err.Error(), "404") {
+			t.Fatalf("%s: a run under a wrong path: %v %+v", hc, err, res)
 		}
 	}
 	if _, err := bench.Run(context.Background(), bench.Config{Endpoints: s.ClientURLs(), Workload: "nope"}); err == nil {

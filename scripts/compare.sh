@@ -16,6 +16,7 @@ ROUNDS=${ROUNDS:-5}
 MEMBERS=${MEMBERS:-1}
 WATCH=${WATCH:-1} # 0 skips the long-poll watch row
 WARMUP=${WARMUP:-10s} # uncounted writes to each server first (0s: none)
+CLIENT=${CLIENT:-wire} # the load generator's HTTP client: wire or std (net/http)
 
 [ -x "$BIN" ] || { echo "compare: $BIN not built (make build)" >&2; exit 1; }
 [ -x "$ETCD" ] || { echo "compare: no etcd binary at $ETCD (make etcd, or ETCD=path)" >&2; exit 1; }
@@ -81,7 +82,7 @@ rows=("put 1" "put 64" "get 64" "qget 64" "mixed 64")
 
 declare -A ops
 measure() { # kind ep workload clients → ops/s
-  "$BIN" bench --endpoints "$2" --workload "$3" --clients "$4" --duration "$BENCHTIME" |
+  "$BIN" bench --endpoints "$2" --workload "$3" --clients "$4" --duration "$BENCHTIME" --http-client "$CLIENT" |
     sed -n 's/.* \([0-9][0-9]*\) ops\/s.*/\1/p'
 }
 # Warm-up, not counted: a fresh Pebble appends to a new WAL file, and an
@@ -94,7 +95,7 @@ if [ "$WARMUP" != 0s ]; then
     "$BIN" bench --endpoints "$ep" --workload put --clients 64 --duration "$WARMUP" >/dev/null
   done
 fi
-echo "$MEMBERS member(s) each, on-disk, $BENCHTIME per row, $ROUNDS rounds, rows alternating etcd / Cairn, after a $WARMUP warm-up of each"
+echo "$MEMBERS member(s) each, on-disk, $BENCHTIME per row, $ROUNDS rounds, rows alternating etcd / Cairn, after a $WARMUP warm-up of each, $CLIENT client"
 for ((r = 1; r <= ROUNDS; r++)); do
   for row in "${rows[@]}"; do
     set -- $row
