@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cairn/api"
@@ -52,7 +53,18 @@ type Expirer struct {
 
 	mu   sync.Mutex
 	wake chan struct{}
+
+	// What the loop last decided: whether this member leads, and the
+	// expiration it waits for (unix ns; 0 for none, planning while it
+	// decides). Applied wakes the loop only when either is out of date: an
+	// unconditional wake-up after every applied batch put a goroutine switch
+	// on every write's path.
+	leading atomic.Bool
+	planned atomic.Int64
 }
+
+// planning is the planned value while the loop decides: any apply wakes it.
+const planning = -1
 
 // Config configures an Expirer.
 type Config struct {
@@ -72,7 +84,7 @@ func NewExpirer(cfg Config) *Expirer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Expirer{
+	e := &Expirer{
 		proposer: cfg.Proposer,
 		schedule: cfg.Schedule,
 		isLeader: cfg.IsLeader,
@@ -80,11 +92,34 @@ func NewExpirer(cfg Config) *Expirer {
 		logger:   cfg.Logger,
 		wake:     make(chan struct{}, 1),
 	}
+	e.planned.Store(planning)
+	return e
 }
 
-// Applied is called after each applied batch (consensus.ApplyObserver): a new
-// TTL may be earlier than the one the loop waits for.
-func (e *Expirer) Applied(uint64, []*api.Event) { e.Wake() }
+// Applied is called after each applied batch (consensus.ApplyObserver), after
+// the schedule has taken the batch in: it wakes the loop when the batch
+// brought an expiration earlier than the one the loop waits for, or when
+// leadership changed since the loop looked (a new leader's first apply).
+//
+// IsLeader is consulted only once Run has planned: batches applied while the
+// member starts (before Run, and before the server has its raft node) just
+// leave a wake-up for the loop's first pass.
+func (e *Expirer) Applied(uint64, []*api.Event) {
+	planned := e.planned.Load() // before leading: the loop stores it last
+	if planned == planning {
+		e.Wake()
+		return
+	}
+	leading := e.isLeader()
+	switch {
+	case leading != e.leading.Load():
+		e.Wake()
+	case leading:
+		if next := e.schedule.NextExpiration(); next != 0 && (planned == 0 || next < planned) {
+			e.Wake()
+		}
+	}
+}
 
 // Restored is called after a snapshot install.
 func (e *Expirer) Restored(uint64) { e.Wake() }
@@ -108,16 +143,24 @@ const retryDelay = 100 * time.Millisecond
 // Run expires nodes until ctx is done.
 func (e *Expirer) Run(ctx context.Context) error {
 	for {
+		e.planned.Store(planning)
 		wait := idleRecheck
-		if e.isLeader() {
-			if next := e.schedule.NextExpiration(); next != 0 {
+		leading := e.isLeader()
+		e.leading.Store(leading)
+		var next int64
+		if leading {
+			if next = e.schedule.NextExpiration(); next != 0 {
 				now := e.clock.Now()
 				if d := time.Duration(next - now.UnixNano()); d > 0 {
 					wait = min(d, idleRecheck)
 				} else {
 					wait = e.expire(ctx, now)
+					next = 0 // expired (or retried soon): look again
 				}
 			}
+		}
+		if wait > 0 {
+			e.planned.Store(next)
 		}
 		timer, stop := e.clock.NewTimer(wait)
 		select {

@@ -18,6 +18,7 @@ import (
 // the key tree removes nodes when an expire entry applies.
 type fakeTree struct {
 	mu        sync.Mutex
+	looks     int     // NextExpiration calls: one per pass of the loop, one per Applied while leading
 	next      []int64 // pending expirations, unsorted
 	proposals []int64 // the now of each proposal
 	fail      int     // fail this many proposals first
@@ -26,6 +27,7 @@ type fakeTree struct {
 func (f *fakeTree) NextExpiration() int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.looks++
 	var min int64
 	for _, e := range f.next {
 		if min == 0 || e < min {
@@ -144,6 +146,85 @@ func TestWakeSeesAnEarlierExpiration(t *testing.T) {
 	})
 }
 
+func (f *fakeTree) lookCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.looks
+}
+
+// TestAppliedWakesOnlyForChanges: writes that bring no earlier expiration
+// and no change of leader leave the loop asleep; the others wake it.
+func TestAppliedWakesOnlyForChanges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tree := &fakeTree{}
+		var leader atomic.Bool
+		leader.Store(true)
+		e, cancel := start(t, tree, &leader)
+		defer cancel()
+		synctest.Wait()
+		passes := tree.lookCount // schedule looks, by Applied (while leading) and by the loop
+		// Leading, nothing to expire: a write without TTL wakes nothing
+		// (Applied looks at the schedule once, the loop not at all).
+		before := passes()
+		for i := range 10 {
+			e.Applied(uint64(i), nil)
+		}
+		synctest.Wait()
+		if got := passes() - before; got != 10 {
+			t.Fatalf("10 plain writes: %d schedule looks, want 10 (none by the loop)", got)
+		}
+		// An expiration appears: the loop plans for it.
+		far := time.Now().Add(300 * time.Millisecond).UnixNano()
+		tree.add(far)
+		before = passes()
+		e.Applied(11, nil)
+		synctest.Wait()
+		if got := passes() - before; got != 2 {
+			t.Fatalf("first expiration: %d looks, want 2 (Applied and one loop pass)", got)
+		}
+		// A later one changes nothing; an earlier one wakes the loop.
+		tree.add(far + 1)
+		before = passes()
+		e.Applied(12, nil)
+		synctest.Wait()
+		if got := passes() - before; got != 1 {
+			t.Fatalf("later expiration: %d looks, want 1", got)
+		}
+		near := time.Now().Add(10 * time.Millisecond).UnixNano()
+		tree.add(near)
+		e.Applied(13, nil)
+		time.Sleep(11 * time.Millisecond)
+		synctest.Wait()
+		if got := tree.calls(); len(got) != 1 || got[0] < near || got[0] >= far {
+			t.Fatalf("proposals %v, want one for the earlier expiration %d", got, near)
+		}
+		// Losing the lead is noticed at the next apply; a follower's writes
+		// then wake nothing.
+		leader.Store(false)
+		e.Applied(14, nil)
+		synctest.Wait()
+		before = passes()
+		tree.add(time.Now().Add(time.Millisecond).UnixNano())
+		for i := range 10 {
+			e.Applied(uint64(15+i), nil)
+		}
+		synctest.Wait()
+		if got := passes() - before; got != 0 {
+			t.Fatalf("a follower's writes: %d looks, want 0", got)
+		}
+		// Gaining it is noticed at the next apply, well before the idle
+		// recheck: the overdue expirations are proposed at once.
+		leader.Store(true)
+		n := len(tree.calls())
+		e.Applied(30, nil)
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if got := len(tree.calls()); got != n+1 {
+			t.Fatalf("new leader: %d proposals after its first apply, want %d", got, n+1)
+		}
+	})
+}
+
 func TestFailedProposalIsRetried(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tree := &fakeTree{fail: 2}
@@ -159,6 +240,39 @@ func TestFailedProposalIsRetried(t *testing.T) {
 		}
 		if tree.NextExpiration() != 0 {
 			t.Fatal("node not expired after the retries")
+		}
+	})
+}
+
+// TestAppliedBeforeRun: batches applied while the member starts, before Run
+// (and before the server has the raft node IsLeader reads), must not
+// consult IsLeader; they leave a wake-up for the first pass.
+func TestAppliedBeforeRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tree := &fakeTree{}
+		var started atomic.Bool
+		e := NewExpirer(Config{
+			Proposer: tree, Schedule: tree,
+			IsLeader: func() bool {
+				if !started.Load() {
+					panic("IsLeader called before Run")
+				}
+				return true
+			},
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		tree.add(time.Now().Add(time.Millisecond).UnixNano())
+		for i := range 3 {
+			e.Applied(uint64(i), nil)
+		}
+		started.Store(true)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() { _ = e.Run(ctx) }()
+		time.Sleep(2 * time.Millisecond)
+		synctest.Wait()
+		if got := tree.calls(); len(got) != 1 {
+			t.Fatalf("%d proposals after the start, want 1", len(got))
 		}
 	})
 }
