@@ -51,6 +51,7 @@ vet:
 # Each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
 fuzz:
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzWriteString$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./httpapi -run '^$$' -fuzz '^FuzzKeyPath$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./httpapi -run '^$$' -fuzz '^FuzzParseKeyRequest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./storage -run '^$$' -fuzz '^FuzzCmdCodec$$' -fuzztime $(FUZZTIME)

@@ -141,10 +141,22 @@ func writeString(b *bytes.Buffer, s string) {
 // isPlain reports whether s needs no escaping at all (the common case).
 func isPlain(s string) bool {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if !plainByte[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// plainByte marks the bytes encoding/json copies unchanged into a string:
+// printable ASCII but for '"', '\\' and the HTML-sensitive '<', '>', '&'.
+// One table load per byte; a value's bytes are checked on every read.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = true
+	}
+	for _, c := range `"\<>&` {
+		t[c] = false
+	}
+	return t
+}()

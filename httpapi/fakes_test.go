@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -201,6 +202,16 @@ func errBody(code int, cause string, index uint64) string {
 }
 
 // wantHeader checks header k; "" means absent.
+// wantLength checks the framing of an n-byte answer: our Content-Length, or
+// none when the body is small enough for net/http to add its own on the
+// wire (the server package's tests read it there).
+func wantLength(t *testing.T, h http.Header, n int) {
+	t.Helper()
+	if got := h.Get("Content-Length"); got != strconv.Itoa(n) && (got != "" || n > autoLengthMax) {
+		t.Errorf("Content-Length %q for a %d-byte body", got, n)
+	}
+}
+
 func wantHeader(t *testing.T, h http.Header, k, want string) {
 	t.Helper()
 	if got := h.Get(k); got != want {

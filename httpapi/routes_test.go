@@ -327,6 +327,25 @@ func TestRealServer(t *testing.T) {
 			t.Errorf("cmds %+v", cmds)
 		}
 	})
+	t.Run("Content-Length on either side of net/http's own", func(t *testing.T) {
+		for _, n := range []int{1, 1900, 1940, 1960, 1980, 2000, 2100, 4000, 6000} { // bodies around net/http's 2048-byte buffer
+			value := strings.Repeat("v", n)
+			e.store.GetFn = func(p string, _, _ bool) (*api.Event, *api.Error) {
+				return &api.Event{Action: "get", Node: node(p, value, 5, 5)}, nil
+			}
+			resp, err := client.Get(srv.URL + "/v2/keys/big")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.ContentLength != int64(len(b)) || len(resp.TransferEncoding) != 0 || !strings.Contains(string(b), value) {
+				t.Errorf("%d-byte value: status %d, Content-Length %d, Transfer-Encoding %v, %d bytes read",
+					n, resp.StatusCode, resp.ContentLength, resp.TransferEncoding, len(b))
+			}
+		}
+		e.store.GetFn = nil
+	})
 	t.Run("HEAD framing", func(t *testing.T) {
 		resp, err := client.Head(srv.URL + "/v2/keys/message")
 		if err != nil {
