@@ -209,3 +209,70 @@ func testFollowerCatchesUpBySnapshot(t *testing.T, views bool) {
 	}
 	waitConverged(t, ms)
 }
+
+// TestLeaderCompactsWhatEveryMemberHolds: between SnapshotCount
+// compactions the leader drops the entries every member already holds, and
+// only those: a member cut off holds it back, and comes back from the log,
+// not a snapshot. Followers keep their logs.
+func TestLeaderCompactsWhatEveryMemberHolds(t *testing.T) {
+	net := newChanNet()
+	ms := startCluster(t, net, 3, func(c *Config) { c.eagerCompactEvery = 20 }) // SnapshotCount stays 10000
+	defer net.stopAll(ms)
+	lead := waitLeader(t, ms)
+	ctx := ctxTimeout(t, 30*time.Second)
+	compactedTo := func(m *member) uint64 {
+		t.Helper()
+		rl, err := m.eng.LoadRaftLog()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rl.Snapshot.GetIndex()
+	}
+	write := func(prefix string, n int) {
+		t.Helper()
+		for i := range n {
+			if _, err := lead.node.Propose(ctx, set(fmt.Sprintf("/%s%d", prefix, i), "v")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitConverged(t, ms)
+	}
+	write("a", 100)
+	applied := lead.node.Status().Applied
+	if c := compactedTo(lead); c+2*20 < applied {
+		t.Fatalf("leader compacted to %d with %d applied, every member holding it: want within 40", c, applied)
+	}
+	var lagging *member
+	for _, m := range ms {
+		if m != lead {
+			lagging = m
+			if c := compactedTo(m); c != 0 {
+				t.Fatalf("follower %d compacted to %d below SnapshotCount", m.id, c)
+			}
+		}
+	}
+
+	net.isolate(lagging.id, true)
+	held := lagging.node.Status().Applied
+	for i := range 100 {
+		if _, err := lead.node.Propose(ctx, set(fmt.Sprintf("/b%d", i), "v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := compactedTo(lead); c > held {
+		t.Fatalf("leader compacted to %d past the cut-off member's %d", c, held)
+	}
+	net.isolate(lagging.id, false)
+	waitConverged(t, ms)
+	lagging.mustGet("/b99", "v")
+	lagging.obs.mu.Lock()
+	restored := len(lagging.obs.restored)
+	lagging.obs.mu.Unlock()
+	if restored != 0 {
+		t.Fatal("the member came back through a snapshot; the leader's log should have held its entries")
+	}
+	write("c", 60)
+	if c, applied := compactedTo(lead), lead.node.Status().Applied; c+2*20 < applied {
+		t.Fatalf("after the member caught up, leader compacted to %d with %d applied", c, applied)
+	}
+}
