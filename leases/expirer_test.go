@@ -67,14 +67,18 @@ func (f *fakeTree) calls() []int64 {
 	return append([]int64(nil), f.proposals...)
 }
 
-func start(t *testing.T, tree *fakeTree, leader *atomic.Bool) (*Expirer, context.CancelFunc) {
-	e := NewExpirer(Config{
+// start runs an Expirer over tree; leader says whether the member leads,
+// and the test may change it.
+func start(t *testing.T, tree *fakeTree, leading bool) (e *Expirer, leader *atomic.Bool, cancel context.CancelFunc) {
+	leader = new(atomic.Bool)
+	leader.Store(leading)
+	e = NewExpirer(Config{
 		Proposer: tree, Schedule: tree, IsLeader: leader.Load,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { _ = e.Run(ctx) }()
-	return e, cancel
+	return e, leader, cancel
 }
 
 func TestLeaderProposesAtTheExpiration(t *testing.T) {
@@ -82,9 +86,7 @@ func TestLeaderProposesAtTheExpiration(t *testing.T) {
 		tree := &fakeTree{}
 		exp := time.Now().Add(2 * time.Second).UnixNano()
 		tree.add(exp)
-		var leader atomic.Bool
-		leader.Store(true)
-		_, cancel := start(t, tree, &leader)
+		_, _, cancel := start(t, tree, true)
 		defer cancel()
 
 		time.Sleep(1999 * time.Millisecond)
@@ -108,8 +110,7 @@ func TestFollowerNeverExpires(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tree := &fakeTree{}
 		tree.add(time.Now().Add(time.Second).UnixNano())
-		var leader atomic.Bool
-		_, cancel := start(t, tree, &leader)
+		_, leader, cancel := start(t, tree, false)
 		defer cancel()
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
@@ -129,9 +130,7 @@ func TestFollowerNeverExpires(t *testing.T) {
 func TestWakeSeesAnEarlierExpiration(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tree := &fakeTree{}
-		var leader atomic.Bool
-		leader.Store(true)
-		e, cancel := start(t, tree, &leader)
+		e, _, cancel := start(t, tree, true)
 		defer cancel()
 		synctest.Wait()
 		exp := time.Now().Add(50 * time.Millisecond).UnixNano()
@@ -157,9 +156,7 @@ func (f *fakeTree) lookCount() int {
 func TestAppliedWakesOnlyForChanges(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tree := &fakeTree{}
-		var leader atomic.Bool
-		leader.Store(true)
-		e, cancel := start(t, tree, &leader)
+		e, leader, cancel := start(t, tree, true)
 		defer cancel()
 		synctest.Wait()
 		passes := tree.lookCount // schedule looks, by Applied (while leading) and by the loop
@@ -229,9 +226,7 @@ func TestFailedProposalIsRetried(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tree := &fakeTree{fail: 2}
 		tree.add(time.Now().Add(time.Second).UnixNano())
-		var leader atomic.Bool
-		leader.Store(true)
-		_, cancel := start(t, tree, &leader)
+		_, _, cancel := start(t, tree, true)
 		defer cancel()
 		time.Sleep(time.Second + 2*retryDelay + 10*time.Millisecond)
 		synctest.Wait()
