@@ -216,7 +216,7 @@ func testFollowerCatchesUpBySnapshot(t *testing.T, views bool) {
 // not a snapshot. Followers keep their logs.
 func TestLeaderCompactsWhatEveryMemberHolds(t *testing.T) {
 	net := newChanNet()
-	ms := startCluster(t, net, 3, func(c *Config) { c.eagerCompactEvery = 20 }) // SnapshotCount stays 10000
+	ms := startCluster(t, net, 3, func(c *Config) { c.LeaderCompactEvery = 20 }) // SnapshotCount stays 10000
 	defer net.stopAll(ms)
 	lead := waitLeader(t, ms)
 	ctx := ctxTimeout(t, 30*time.Second)

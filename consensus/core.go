@@ -170,7 +170,7 @@ type core struct {
 
 	snapshotCount  uint64
 	catchUpEntries uint64
-	eagerEvery     uint64 // eagerCompactEvery, or a test's
+	eagerEvery     uint64 // Config.LeaderCompactEvery
 
 	applied        uint64            // last index applied to sm and committed to pebble
 	durableCommit  uint64            // commit index of the last HardState written to pebble

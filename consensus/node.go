@@ -62,8 +62,10 @@ type Config struct {
 	// SnapshotCatchUpEntries is how many applied entries a compaction keeps
 	// for slow followers; 0 means SnapshotCount/2, at most 5000.
 	SnapshotCatchUpEntries uint64
-	// eagerCompactEvery overrides eagerCompactEvery in tests.
-	eagerCompactEvery uint64
+	// LeaderCompactEvery is how many applied entries apart the leader drops
+	// the entries every member holds (see maybeCompact); 0 means 1000.
+	// Tests set it small, with SnapshotCount, to exercise both rules.
+	LeaderCompactEvery uint64
 	// Logger receives the member's and raft's logs; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the member's metrics; may be nil.
@@ -92,8 +94,8 @@ func (cfg *Config) setDefaults() error {
 	if cfg.SnapshotCatchUpEntries == 0 {
 		cfg.SnapshotCatchUpEntries = min(cfg.SnapshotCount/2, 5000)
 	}
-	if cfg.eagerCompactEvery == 0 {
-		cfg.eagerCompactEvery = eagerCompactEvery
+	if cfg.LeaderCompactEvery == 0 {
+		cfg.LeaderCompactEvery = eagerCompactEvery
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -274,7 +276,7 @@ func newCore(cfg *Config, waits *waitRegistry, pub *published, met *metrics, now
 		pub:             pub,
 		snapshotCount:   cfg.SnapshotCount,
 		catchUpEntries:  cfg.SnapshotCatchUpEntries,
-		eagerEvery:      cfg.eagerCompactEvery,
+		eagerEvery:      cfg.LeaderCompactEvery,
 		applied:         applied,
 		confState:       proto.Clone(rl.ConfState).(*raftpb.ConfState),
 		lastCompaction:  rl.Snapshot.GetIndex(),

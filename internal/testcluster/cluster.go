@@ -43,6 +43,9 @@ type Options struct {
 	// compaction settings; small (0 means 30 and 10) so that compaction,
 	// and snapshots sent to members that fell behind, happen in every run.
 	SnapshotCount, SnapshotCatchUpEntries uint64
+	// LeaderCompactEvery is the leader's eager compaction step; 0 means 7,
+	// so that it interleaves with the SnapshotCount rule.
+	LeaderCompactEvery uint64
 	// Logf receives a summary line; nil discards it.
 	Logf func(format string, args ...any)
 	// Tracef, when set, receives a line for every step (for replaying a
@@ -87,6 +90,9 @@ func Run(t *testing.T, opts Options) (Result, error) {
 	}
 	if opts.SnapshotCount == 0 {
 		opts.SnapshotCount = 30
+	}
+	if opts.LeaderCompactEvery == 0 {
+		opts.LeaderCompactEvery = 7
 	}
 	if opts.SnapshotCatchUpEntries == 0 {
 		opts.SnapshotCatchUpEntries = 10
@@ -232,6 +238,7 @@ func (c *cluster) open(m *member) error {
 		Transport:              transport{net: c.net, inc: m.incarnation},
 		SnapshotCount:          c.opts.SnapshotCount,
 		SnapshotCatchUpEntries: c.opts.SnapshotCatchUpEntries,
+		LeaderCompactEvery:     c.opts.LeaderCompactEvery,
 	}, c.now)
 	if err != nil {
 		_ = eng.Close()
