@@ -87,11 +87,12 @@ func newLinCluster(t testing.TB, n int, requestTimeout time.Duration, inMemory b
 			InitialCluster: strings.Join(parts, ","), InitialClusterToken: token,
 			HeartbeatInterval: 20 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 			// Small, so that a member that was down often catches up by
-			// snapshot.
-			SnapshotCount:  100,
-			RequestTimeout: requestTimeout,
-			PeerFilter:     c.allow,
-			Logger:         slog.New(slog.DiscardHandler),
+			// snapshot, and the leader compacts eagerly in between.
+			SnapshotCount:      100,
+			LeaderCompactEvery: 15,
+			RequestTimeout:     requestTimeout,
+			PeerFilter:         c.allow,
+			Logger:             slog.New(slog.DiscardHandler),
 		}
 		c.members = append(c.members, m)
 	}

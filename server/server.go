@@ -51,6 +51,9 @@ type Config struct {
 	HeartbeatInterval        time.Duration
 	ElectionTimeout          time.Duration
 	SnapshotCount            uint64
+	// LeaderCompactEvery is the leader's eager log compaction step (0: the
+	// consensus default, 1000 entries); tests set it small.
+	LeaderCompactEvery uint64
 	// MaxWatchers caps the watchers open at once on this member (0: no cap).
 	MaxWatchers int
 	// WatchHistoryEvents and WatchHistoryAge bound the durable watch
@@ -246,19 +249,20 @@ func (s *Server) start() error {
 	s.hub = s.newHub()
 	s.streams = httpapi.NewStreams()
 	s.node, err = consensus.Start(consensus.Config{
-		ID:             selfID,
-		InitialMembers: ident.initial,
-		Join:           ident.join,
-		Transport:      s.transport,
-		Engine:         s.engine,
-		SM:             s.tree,
-		Observer:       observers{hubObserver{s.hub, s.tree}, s.expirer},
-		TickInterval:   cfg.HeartbeatInterval,
-		HeartbeatTicks: 1,
-		ElectionTicks:  max(int(cfg.ElectionTimeout/cfg.HeartbeatInterval), 2),
-		SnapshotCount:  cfg.SnapshotCount,
-		Logger:         s.logger,
-		Registerer:     s.registry,
+		ID:                 selfID,
+		InitialMembers:     ident.initial,
+		Join:               ident.join,
+		Transport:          s.transport,
+		Engine:             s.engine,
+		SM:                 s.tree,
+		Observer:           observers{hubObserver{s.hub, s.tree}, s.expirer},
+		TickInterval:       cfg.HeartbeatInterval,
+		HeartbeatTicks:     1,
+		ElectionTicks:      max(int(cfg.ElectionTimeout/cfg.HeartbeatInterval), 2),
+		SnapshotCount:      cfg.SnapshotCount,
+		LeaderCompactEvery: cfg.LeaderCompactEvery,
+		Logger:             s.logger,
+		Registerer:         s.registry,
 	})
 	if err != nil {
 		closeListeners(clientLns)
