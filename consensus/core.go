@@ -64,13 +64,25 @@ type SnapshotSource struct {
 	view   *storage.TreeView
 }
 
-// Data exports the snapshot data (at most once, before Release).
+// Data exports the snapshot data into memory (at most once, before
+// Release).
 func (s *SnapshotSource) Data() ([]byte, error) {
-	buf := bytes.NewBuffer(s.header)
-	if err := s.view.Export(buf); err != nil {
-		return nil, fmt.Errorf("export snapshot: %w", err)
+	var buf bytes.Buffer
+	if err := s.writeTo(&buf); err != nil {
+		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// writeTo streams the snapshot data to w (at most once, before Release).
+func (s *SnapshotSource) writeTo(w io.Writer) error {
+	if _, err := w.Write(s.header); err != nil {
+		return err
+	}
+	if err := s.view.Export(w); err != nil {
+		return fmt.Errorf("export snapshot: %w", err)
+	}
+	return nil
 }
 
 // Release frees the view.

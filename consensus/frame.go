@@ -114,32 +114,79 @@ func readMessages(r io.Reader, fn func(*raftpb.Message) error) error {
 	}
 }
 
-// writeSnapshot streams a MsgSnap in the snapshot format.
-func writeSnapshot(w io.Writer, m *raftpb.Message) error {
-	data := m.GetSnapshot().GetData()
+// writeSnapshot streams a MsgSnap in the snapshot format: the message
+// without its data as one frame; the data in frames of at most
+// snapshotChunkBytes, ended by an empty frame; the CRC-32C of the data.
+// With src the data is exported from src as it is written, never held
+// whole in memory, and m's data is ignored. It returns the data's length.
+func writeSnapshot(w io.Writer, m *raftpb.Message, src *SnapshotSource) (int64, error) {
 	head := proto.Clone(m).(*raftpb.Message)
 	head.Snapshot.Data = nil
 	b, err := appendFrame(nil, head)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	b = binary.BigEndian.AppendUint64(b, uint64(len(data)))
 	if _, err := w.Write(b); err != nil {
-		return err
+		return 0, err
+	}
+	cw := &chunkWriter{w: w, buf: make([]byte, 0, snapshotChunkBytes)}
+	if src != nil {
+		err = src.writeTo(cw)
+	} else {
+		_, err = cw.Write(m.GetSnapshot().GetData())
+	}
+	if err == nil {
+		err = cw.flush()
+	}
+	if err != nil {
+		return cw.n, err
+	}
+	var tail [8]byte // the empty frame, then the checksum
+	binary.BigEndian.PutUint32(tail[4:], cw.crc)
+	_, err = w.Write(tail[:])
+	return cw.n, err
+}
+
+// chunkWriter frames what is written to it in chunks of snapshotChunkBytes
+// and keeps the running checksum.
+type chunkWriter struct {
+	w   io.Writer
+	buf []byte
+	crc uint32
+	n   int64
+}
+
+func (c *chunkWriter) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		k := min(len(p), cap(c.buf)-len(c.buf))
+		c.buf = append(c.buf, p[:k]...)
+		p, written = p[k:], written+k
+		if len(c.buf) == cap(c.buf) {
+			if err := c.flush(); err != nil {
+				return written, err
+			}
+		}
+	}
+	return written, nil
+}
+
+func (c *chunkWriter) flush() error {
+	if len(c.buf) == 0 {
+		return nil
 	}
 	var hdr [4]byte
-	for off := 0; off < len(data); off += snapshotChunkBytes {
-		chunk := data[off:min(off+snapshotChunkBytes, len(data))]
-		binary.BigEndian.PutUint32(hdr[:], uint32(len(chunk)))
-		if _, err := w.Write(hdr[:]); err != nil {
-			return err
-		}
-		if _, err := w.Write(chunk); err != nil {
-			return err
-		}
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(c.buf)))
+	if _, err := c.w.Write(hdr[:]); err != nil {
+		return err
 	}
-	_, err = w.Write(binary.BigEndian.AppendUint32(nil, crc32.Checksum(data, crcTable)))
-	return err
+	if _, err := c.w.Write(c.buf); err != nil {
+		return err
+	}
+	c.crc = crc32.Update(c.crc, crcTable, c.buf)
+	c.n += int64(len(c.buf))
+	c.buf = c.buf[:0]
+	return nil
 }
 
 // readSnapshot reads a snapshot stream written by writeSnapshot, refusing
@@ -159,28 +206,30 @@ func readSnapshot(r io.Reader, maxBytes int64) (*raftpb.Message, error) {
 	if m.GetType() != raftpb.MsgSnap || m.GetSnapshot() == nil {
 		return nil, fmt.Errorf("%w: snapshot stream starts with %s", errBadFrame, m.GetType())
 	}
-	var lb [8]byte
-	if _, err := io.ReadFull(r, lb[:]); err != nil {
-		return nil, fmt.Errorf("%w: snapshot length: %w", errBadFrame, err)
-	}
-	total := binary.BigEndian.Uint64(lb[:])
-	if total > uint64(maxBytes) {
-		return nil, fmt.Errorf("%w: snapshot of %d bytes (limit %d)", errFrameTooLarge, total, maxBytes)
-	}
-	data := make([]byte, 0, min(total, snapshotChunkBytes))
-	var chunk []byte
-	for uint64(len(data)) < total {
-		chunk, err = readFrame(r, chunk, snapshotChunkBytes)
+	// The chunks are kept apart and joined once their total is known, so
+	// the data is never copied into a slice that grew by doubling.
+	var chunks [][]byte
+	var total int64
+	for {
+		chunk, err := readFrame(r, nil, snapshotChunkBytes)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				err = fmt.Errorf("%w: snapshot data truncated at %d of %d bytes", errBadFrame, len(data), total)
+				err = fmt.Errorf("%w: snapshot data truncated after %d bytes", errBadFrame, total)
 			}
 			return nil, err
 		}
-		if len(chunk) == 0 || uint64(len(data)+len(chunk)) > total {
-			return nil, fmt.Errorf("%w: bad snapshot chunk of %d bytes", errBadFrame, len(chunk))
+		if len(chunk) == 0 {
+			break
 		}
-		data = append(data, chunk...)
+		if total += int64(len(chunk)); total > maxBytes {
+			return nil, fmt.Errorf("%w: snapshot over %d bytes", errFrameTooLarge, maxBytes)
+		}
+		chunks = append(chunks, chunk)
+	}
+	data := make([]byte, 0, total)
+	for i, c := range chunks {
+		data = append(data, c...)
+		chunks[i] = nil
 	}
 	var cb [4]byte
 	if _, err := io.ReadFull(r, cb[:]); err != nil {

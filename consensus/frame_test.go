@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -78,8 +82,8 @@ func TestSnapshotStreamRoundTrip(t *testing.T) {
 			Snapshot: &raftpb.Snapshot{Data: data, Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(100)), Term: new(uint64(2)),
 				ConfState: &raftpb.ConfState{Voters: []uint64{1, 2, 3}}}}}
 		var buf bytes.Buffer
-		if err := writeSnapshot(&buf, m); err != nil {
-			t.Fatal(err)
+		if n, err := writeSnapshot(&buf, m, nil); err != nil || n != int64(size) {
+			t.Fatalf("size %d: wrote %d bytes of data, %v", size, n, err)
 		}
 		if len(m.GetSnapshot().GetData()) != size {
 			t.Fatal("writeSnapshot changed the message")
@@ -96,12 +100,14 @@ func TestSnapshotStreamRoundTrip(t *testing.T) {
 		}
 		if size > 0 {
 			bad := bytes.Clone(buf.Bytes())
-			bad[len(bad)-5] ^= 1 // last data byte
+			bad[len(bad)-9] ^= 1 // last data byte, before the empty frame and the checksum
 			if _, err := readSnapshot(bytes.NewReader(bad), 1<<30); !errors.Is(err, errBadFrame) {
 				t.Fatalf("size %d corrupted: %v", size, err)
 			}
-			if _, err := readSnapshot(bytes.NewReader(buf.Bytes()[:buf.Len()-1]), 1<<30); err == nil {
-				t.Fatalf("size %d truncated: no error", size)
+			for _, cut := range []int{1, 5, 8, 9} { // in the checksum, the end frame, the data
+				if _, err := readSnapshot(bytes.NewReader(buf.Bytes()[:buf.Len()-cut]), 1<<30); err == nil {
+					t.Fatalf("size %d truncated by %d bytes: no error", size, cut)
+				}
 			}
 		}
 	}
@@ -119,7 +125,7 @@ func FuzzPeerMessage(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 5, 8, 1})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	var snap bytes.Buffer
-	_ = writeSnapshot(&snap, &raftpb.Message{Type: raftpb.MsgSnap.Enum(), To: new(uint64(1)), Snapshot: &raftpb.Snapshot{Data: []byte("abc"), Metadata: &raftpb.SnapshotMetadata{}}})
+	_, _ = writeSnapshot(&snap, &raftpb.Message{Type: raftpb.MsgSnap.Enum(), To: new(uint64(1)), Snapshot: &raftpb.Snapshot{Data: []byte("abc"), Metadata: &raftpb.SnapshotMetadata{}}}, nil)
 	f.Add(snap.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var got []*raftpb.Message
@@ -145,7 +151,7 @@ func FuzzPeerMessage(f *testing.F) {
 		}
 		if m, err := readSnapshot(bytes.NewReader(b), 1<<20); err == nil {
 			var w bytes.Buffer
-			if err := writeSnapshot(&w, m); err != nil {
+			if _, err := writeSnapshot(&w, m, nil); err != nil {
 				t.Fatal(err)
 			}
 			m2, err := readSnapshot(&w, 1<<20)
@@ -155,4 +161,59 @@ func FuzzPeerMessage(f *testing.F) {
 		}
 		_, _ = readFrame(io.LimitReader(bytes.NewReader(b), int64(len(b))), nil, 1<<10)
 	})
+}
+
+// TestSnapshotStreamFromView: a snapshot exported from a view as it is
+// written (several chunks) reads back as the same data an in-memory export
+// gives, and a failing writer ends the export with an error.
+func TestSnapshotStreamFromView(t *testing.T) {
+	m := startSingle(t, vfs.NewMem(), Config{})
+	defer m.close()
+	ctx := ctxTimeout(t, 30*time.Second)
+	value := strings.Repeat("v", 1000)
+	for i := range 3000 { // about 3 MiB: two chunks and a part, at least
+		if _, err := m.node.Propose(ctx, set(fmt.Sprintf("/k%04d", i), value)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	header := []byte("membership header")
+	inMemory := &SnapshotSource{header: header, view: m.tree.View()}
+	want, err := inMemory.Data()
+	inMemory.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), To: new(uint64(2)), From: new(uint64(1)), Term: new(uint64(1)),
+		Snapshot: &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(3000)), Term: new(uint64(1))}}}
+	src := &SnapshotSource{header: header, view: m.tree.View()}
+	defer src.Release()
+	var buf bytes.Buffer
+	n, err := writeSnapshot(&buf, msg, src)
+	if err != nil || n != int64(len(want)) || len(want) < 2*snapshotChunkBytes {
+		t.Fatalf("streamed %d bytes (%v), the export has %d", n, err, len(want))
+	}
+	got, err := readSnapshot(&buf, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.GetSnapshot().GetData(), want) {
+		t.Fatal("streamed snapshot data differs from the in-memory export")
+	}
+
+	failing := &SnapshotSource{header: header, view: m.tree.View()}
+	defer failing.Release()
+	if _, err := writeSnapshot(&limitedWriter{left: 2 * snapshotChunkBytes}, msg, failing); err == nil {
+		t.Fatal("an export into a writer that failed half way reported success")
+	}
+}
+
+// limitedWriter fails once left bytes were written.
+type limitedWriter struct{ left int }
+
+func (w *limitedWriter) Write(p []byte) (int, error) {
+	if len(p) > w.left {
+		return 0, errors.New("connection reset")
+	}
+	w.left -= len(p)
+	return len(p), nil
 }

@@ -799,18 +799,10 @@ func (p *peer) sendSnapshot(m *raftpb.Message, src *SnapshotSource) {
 		defer p.t.wg.Done()
 		defer p.snapBusy.Store(false)
 		start := time.Now()
+		size, err := p.postSnapshot(m, src)
 		if src != nil {
-			data, err := src.Data()
-			src.Release()
-			if err != nil {
-				p.t.log.Error("snapshot not exported", "peer", p.hex, "index", m.GetSnapshot().GetMetadata().GetIndex(), "err", err)
-				p.t.reportSnapshot(p.id, true)
-				return
-			}
-			m.Snapshot.Data = data
+			src.Release() // postSnapshot returns once the export has stopped
 		}
-		size := len(m.GetSnapshot().GetData())
-		err := p.postSnapshot(m)
 		if err != nil {
 			p.failed(err)
 			p.t.log.Warn("snapshot not delivered", "peer", p.hex, "index", m.GetSnapshot().GetMetadata().GetIndex(), "err", err)
@@ -825,14 +817,30 @@ func (p *peer) sendSnapshot(m *raftpb.Message, src *SnapshotSource) {
 	}()
 }
 
-func (p *peer) postSnapshot(m *raftpb.Message) error {
+// postSnapshot sends m, its data exported from src as it goes out when src
+// is set, and returns the data's length. It returns only once the export
+// has stopped, so the caller may release src.
+func (p *peer) postSnapshot(m *raftpb.Message, src *SnapshotSource) (int64, error) {
 	ctx, cancel := context.WithTimeout(p.ctx, p.t.cfg.SnapshotTimeout)
 	defer cancel()
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeSnapshot(pw, m)) }()
+	type written struct {
+		n   int64
+		err error
+	}
+	done := make(chan written, 1)
+	go func() {
+		n, err := writeSnapshot(pw, m, src)
+		pw.CloseWithError(err)
+		done <- written{n, err}
+	}()
 	err := p.do(ctx, http.MethodPost, raftSnapshotPath, pr)
 	_ = pr.CloseWithError(errors.New("snapshot request ended"))
-	return err
+	w := <-done
+	if err == nil {
+		err = w.err
+	}
+	return w.n, err
 }
 
 // latencyStats is one peer's entry of /v2/stats/leader (etcd's
