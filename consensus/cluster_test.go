@@ -276,3 +276,46 @@ func TestLeaderCompactsWhatEveryMemberHolds(t *testing.T) {
 		t.Fatalf("after the member caught up, leader compacted to %d with %d applied", c, applied)
 	}
 }
+
+// TestLeaderLogStaysBoundedWithAMemberDown: a member cut off holds the
+// eager compaction back, but the SnapshotCount rule still compacts past it
+// (the log stays bounded) and the member comes back through a snapshot.
+func TestLeaderLogStaysBoundedWithAMemberDown(t *testing.T) {
+	net := newChanNet()
+	ms := startCluster(t, net, 3, func(c *Config) {
+		c.SnapshotCount, c.SnapshotCatchUpEntries, c.LeaderCompactEvery = 60, 10, 7
+	})
+	defer net.stopAll(ms)
+	lead := waitLeader(t, ms)
+	ctx := ctxTimeout(t, 30*time.Second)
+	var down *member
+	for _, m := range ms {
+		if m != lead {
+			down = m
+			break
+		}
+	}
+	net.isolate(down.id, true)
+	for i := range 300 {
+		if _, err := lead.node.Propose(ctx, set(fmt.Sprintf("/k%d", i), "v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rl, err := lead.eng.LoadRaftLog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := lead.node.Status().Applied
+	if c := rl.Snapshot.GetIndex(); c+60+10 < applied {
+		t.Fatalf("leader compacted to %d with %d applied and a member down: its log grows past SnapshotCount", c, applied)
+	}
+	net.isolate(down.id, false)
+	waitConverged(t, ms)
+	down.mustGet("/k299", "v")
+	down.obs.mu.Lock()
+	restored := len(down.obs.restored)
+	down.obs.mu.Unlock()
+	if restored == 0 {
+		t.Fatal("the member that was down caught up without a snapshot, past the leader's compaction")
+	}
+}

@@ -716,19 +716,20 @@ func (c *core) maybeCompact() error {
 	if c.snapshotCount == 0 {
 		return nil
 	}
+	// The two rules keep their own clocks: an eager pass must never put off
+	// the SnapshotCount rule, or a member that is down (holding the eager
+	// point back) would let the leader's log grow without bound.
 	var index uint64
-	switch since := c.applied - c.lastCompaction; {
-	case since >= c.snapshotCount:
-		c.lastCompaction = c.applied
+	switch {
+	case c.applied-c.lastCompaction >= c.snapshotCount:
+		c.lastCompaction, c.lastEagerCheck = c.applied, c.applied
 		if c.applied > c.catchUpEntries {
 			index = c.applied - c.catchUpEntries
 		}
 		index = max(index, c.caughtUpIndex())
-	case since >= c.eagerEvery && c.applied-c.lastEagerCheck >= c.eagerEvery:
+	case c.applied-c.lastEagerCheck >= c.eagerEvery:
 		c.lastEagerCheck = c.applied
-		if index = c.caughtUpIndex(); index != 0 {
-			c.lastCompaction = c.applied
-		}
+		index = c.caughtUpIndex()
 	}
 	if index == 0 {
 		return nil
