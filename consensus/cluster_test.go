@@ -192,9 +192,7 @@ func testFollowerCatchesUpBySnapshot(t *testing.T, views bool) {
 		}
 	}
 	waitConverged(t, ms)
-	lagging.obs.mu.Lock()
-	restored := len(lagging.obs.restored)
-	lagging.obs.mu.Unlock()
+	restored := lagging.obs.restores()
 	if restored == 0 {
 		t.Fatal("the lagging follower caught up without a snapshot")
 	}
@@ -220,14 +218,6 @@ func TestLeaderCompactsWhatEveryMemberHolds(t *testing.T) {
 	defer net.stopAll(ms)
 	lead := waitLeader(t, ms)
 	ctx := ctxTimeout(t, 30*time.Second)
-	compactedTo := func(m *member) uint64 {
-		t.Helper()
-		rl, err := m.eng.LoadRaftLog()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rl.Snapshot.GetIndex()
-	}
 	write := func(prefix string, n int) {
 		t.Helper()
 		for i := range n {
@@ -239,14 +229,14 @@ func TestLeaderCompactsWhatEveryMemberHolds(t *testing.T) {
 	}
 	write("a", 100)
 	applied := lead.node.Status().Applied
-	if c := compactedTo(lead); c+2*20 < applied {
+	if c := lead.compactedTo(); c+2*20 < applied {
 		t.Fatalf("leader compacted to %d with %d applied, every member holding it: want within 40", c, applied)
 	}
 	var lagging *member
 	for _, m := range ms {
 		if m != lead {
 			lagging = m
-			if c := compactedTo(m); c != 0 {
+			if c := m.compactedTo(); c != 0 {
 				t.Fatalf("follower %d compacted to %d below SnapshotCount", m.id, c)
 			}
 		}
@@ -259,20 +249,18 @@ func TestLeaderCompactsWhatEveryMemberHolds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if c := compactedTo(lead); c > held {
+	if c := lead.compactedTo(); c > held {
 		t.Fatalf("leader compacted to %d past the cut-off member's %d", c, held)
 	}
 	net.isolate(lagging.id, false)
 	waitConverged(t, ms)
 	lagging.mustGet("/b99", "v")
-	lagging.obs.mu.Lock()
-	restored := len(lagging.obs.restored)
-	lagging.obs.mu.Unlock()
+	restored := lagging.obs.restores()
 	if restored != 0 {
 		t.Fatal("the member came back through a snapshot; the leader's log should have held its entries")
 	}
 	write("c", 60)
-	if c, applied := compactedTo(lead), lead.node.Status().Applied; c+2*20 < applied {
+	if c, applied := lead.compactedTo(), lead.node.Status().Applied; c+2*20 < applied {
 		t.Fatalf("after the member caught up, leader compacted to %d with %d applied", c, applied)
 	}
 }
@@ -301,20 +289,13 @@ func TestLeaderLogStaysBoundedWithAMemberDown(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rl, err := lead.eng.LoadRaftLog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	applied := lead.node.Status().Applied
-	if c := rl.Snapshot.GetIndex(); c+60+10 < applied {
+	if c, applied := lead.compactedTo(), lead.node.Status().Applied; c+60+10 < applied {
 		t.Fatalf("leader compacted to %d with %d applied and a member down: its log grows past SnapshotCount", c, applied)
 	}
 	net.isolate(down.id, false)
 	waitConverged(t, ms)
 	down.mustGet("/k299", "v")
-	down.obs.mu.Lock()
-	restored := len(down.obs.restored)
-	down.obs.mu.Unlock()
+	restored := down.obs.restores()
 	if restored == 0 {
 		t.Fatal("the member that was down caught up without a snapshot, past the leader's compaction")
 	}

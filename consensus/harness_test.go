@@ -34,6 +34,23 @@ type recObserver struct {
 	backwards error
 }
 
+// restores is how many snapshots the member restored.
+func (o *recObserver) restores() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.restored)
+}
+
+// compactedTo is the index the member's raft log on disk is compacted to.
+func (m *member) compactedTo() uint64 {
+	m.t.Helper()
+	rl, err := m.eng.LoadRaftLog()
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return rl.Snapshot.GetIndex()
+}
+
 func (o *recObserver) Applied(index uint64, events []*api.Event) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

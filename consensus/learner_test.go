@@ -141,9 +141,7 @@ func TestLearner(t *testing.T) {
 	net.isolate(2, false)
 	waitConverged(t, ms)
 	learner.mustGet("/during/99", "v")
-	learner.obs.mu.Lock()
-	restored := len(learner.obs.restored)
-	learner.obs.mu.Unlock()
+	restored := learner.obs.restores()
 	if restored == 0 {
 		t.Fatal("the learner caught up without a snapshot (the voter compacted its log)")
 	}

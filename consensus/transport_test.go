@@ -255,9 +255,7 @@ func TestHTTPCluster(t *testing.T) {
 	}
 	hs[down] = startHTTPMember(t, fss[down], listenLoopback(t, addr), Config{ID: downID, SnapshotCount: 40, SnapshotCatchUpEntries: 10}, peers)
 	waitConverged(t, members(hs))
-	hs[down].obs.mu.Lock()
-	restored := len(hs[down].obs.restored)
-	hs[down].obs.mu.Unlock()
+	restored := hs[down].obs.restores()
 	if restored == 0 {
 		t.Fatal("the restarted member caught up without a snapshot")
 	}
@@ -324,9 +322,7 @@ func TestHTTPMembershipChanges(t *testing.T) {
 	hs = append(hs, joined)
 	waitConverged(t, members(hs))
 	joined.mustGet("/before/49", "v")
-	joined.obs.mu.Lock()
-	restored := len(joined.obs.restored)
-	joined.obs.mu.Unlock()
+	restored := joined.obs.restores()
 	if restored == 0 {
 		t.Fatal("the new member caught up without a snapshot (the log was compacted)")
 	}
