@@ -167,13 +167,7 @@ func testFollowerCatchesUpBySnapshot(t *testing.T, views bool) {
 	lead := waitLeader(t, ms)
 	ctx := ctxTimeout(t, 30*time.Second)
 
-	var lagging *member
-	for _, m := range ms {
-		if m != lead {
-			lagging = m
-			break
-		}
-	}
+	lagging := followerOf(ms, lead)
 	if _, err := lead.node.Propose(ctx, set("/before", "1")); err != nil {
 		t.Fatal(err)
 	}
@@ -276,13 +270,7 @@ func TestLeaderLogStaysBoundedWithAMemberDown(t *testing.T) {
 	defer net.stopAll(ms)
 	lead := waitLeader(t, ms)
 	ctx := ctxTimeout(t, 30*time.Second)
-	var down *member
-	for _, m := range ms {
-		if m != lead {
-			down = m
-			break
-		}
-	}
+	down := followerOf(ms, lead)
 	net.isolate(down.id, true)
 	for i := range 300 {
 		if _, err := lead.node.Propose(ctx, set(fmt.Sprintf("/k%d", i), "v")); err != nil {
@@ -299,4 +287,14 @@ func TestLeaderLogStaysBoundedWithAMemberDown(t *testing.T) {
 	if restored == 0 {
 		t.Fatal("the member that was down caught up without a snapshot, past the leader's compaction")
 	}
+}
+
+// followerOf is the first member of ms that is not lead.
+func followerOf(ms []*member, lead *member) *member {
+	for _, m := range ms {
+		if m != lead {
+			return m
+		}
+	}
+	return nil
 }
