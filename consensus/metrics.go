@@ -65,7 +65,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		snapshots: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "cairn", Subsystem: "server", Name: "log_compactions_total",
-			Help: "Raft log compactions (snapshot points) taken by this member.",
+			Help: "Raft log compactions (snapshot points) taken by this member: every --snapshot-count applied entries, and on the leader every 1,000 when every member holds the entries.",
 		}),
 		snapshotsSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "cairn", Subsystem: "server", Name: "snapshots_sent_total",
