@@ -93,8 +93,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if len(cfg.Endpoints) == 0 {
 		return Result{}, errors.New("bench: no endpoints")
 	}
-	for _, ep := range cfg.Endpoints { // the endpoints and client kind, checked before any load
-		if _, err := newRequester(ctx, cfg.Client, ep); err != nil {
+	eps := make([]endpoint, len(cfg.Endpoints))
+	for i, ep := range cfg.Endpoints {
+		var err error
+		if eps[i], err = parseEndpoint(cfg.Client, ep); err != nil {
 			return Result{}, err
 		}
 	}
@@ -105,7 +107,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	value := strings.Repeat("v", cfg.ValueSize)
 	if cfg.Workload != WorkloadPut {
-		if err := preload(ctx, cfg, value); err != nil {
+		if err := preload(ctx, cfg, eps[0], value); err != nil {
 			return Result{}, err
 		}
 	}
@@ -140,7 +142,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		wg.Add(1)
 		go func(id int) {
 			defer wg.Done()
-			rq, _ := newRequester(runCtx, cfg.Client, cfg.Endpoints[id%len(cfg.Endpoints)]) // checked above
+			rq := eps[id%len(eps)].open(runCtx)
 			defer rq.close()
 			rng := rand.New(rand.NewPCG(uint64(id), 42))
 			local := make([]time.Duration, 0, 4096)
@@ -213,7 +215,7 @@ func put(rq requester, key, value string) error {
 }
 
 // preload writes every key of the key space once so reads find values.
-func preload(ctx context.Context, cfg Config, value string) error {
+func preload(ctx context.Context, cfg Config, ep endpoint, value string) error {
 	const workers = 32
 	keys := make(chan int)
 	errc := make(chan error, workers)
@@ -222,7 +224,7 @@ func preload(ctx context.Context, cfg Config, value string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rq, _ := newRequester(ctx, cfg.Client, cfg.Endpoints[0]) // checked by Run
+			rq := ep.open(ctx)
 			defer rq.close()
 			rng := rand.New(rand.NewPCG(uint64(w), 7))
 			for k := range keys {

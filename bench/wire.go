@@ -34,24 +34,41 @@ type requester interface {
 	close()
 }
 
-// newRequester returns the requester for kind (ClientWire or ClientStd)
-// against endpoint ep ("http://host:port"); cancelling ctx ends the
-// request in flight.
-func newRequester(ctx context.Context, kind, ep string) (requester, error) {
+// endpoint is a client URL checked against the client kind that will
+// speak to it; open gives each load client its own requester.
+type endpoint struct {
+	std    bool   // through net/http's client (ClientStd, or an https URL)
+	base   string // std: the URL without a trailing slash
+	addr   string // wire: host:port
+	prefix string // wire: the URL's path, before every target
+}
+
+// parseEndpoint checks ep ("http://host:port") for kind (ClientWire or
+// ClientStd).
+func parseEndpoint(kind, ep string) (endpoint, error) {
 	u, err := url.Parse(ep)
 	if err != nil {
-		return nil, fmt.Errorf("bench: endpoint %q: %w", ep, err)
+		return endpoint{}, fmt.Errorf("bench: endpoint %q: %w", ep, err)
 	}
 	switch {
 	case kind == ClientStd || (kind == ClientWire && u.Scheme == "https"):
-		return &stdRequester{ctx: ctx, hc: newHTTPClient(), base: strings.TrimRight(ep, "/")}, nil
+		return endpoint{std: true, base: strings.TrimRight(ep, "/")}, nil
 	case kind == ClientWire && u.Scheme == "http" && u.Host != "":
-		return &wireConn{ctx: ctx, addr: u.Host, prefix: strings.TrimRight(u.Path, "/")}, nil
+		return endpoint{addr: u.Host, prefix: strings.TrimRight(u.Path, "/")}, nil
 	case kind == ClientWire:
-		return nil, fmt.Errorf("bench: endpoint %q is not an http URL", ep)
+		return endpoint{}, fmt.Errorf("bench: endpoint %q is not an http URL", ep)
 	default:
-		return nil, fmt.Errorf("bench: unknown client %q (wire, std)", kind)
+		return endpoint{}, fmt.Errorf("bench: unknown client %q (wire, std)", kind)
 	}
+}
+
+// open returns a requester on its own connection; cancelling ctx ends the
+// request in flight.
+func (e endpoint) open(ctx context.Context) requester {
+	if e.std {
+		return &stdRequester{ctx: ctx, hc: newHTTPClient(), base: e.base}
+	}
+	return &wireConn{ctx: ctx, addr: e.addr, prefix: e.prefix}
 }
 
 // stdRequester goes through net/http's client.

@@ -90,10 +90,11 @@ func TestWireConn(t *testing.T) {
 	}
 	srv.Start()
 	defer srv.Close()
-	rq, err := newRequester(context.Background(), ClientWire, srv.URL)
+	ep, err := parseEndpoint(ClientWire, srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
+	rq := ep.open(context.Background())
 	defer rq.close()
 	put := func(query string) error {
 		return rq.do(http.MethodPut, "/v2/keys/a%20b?ttl=5"+query, "application/x-www-form-urlencoded", "value=x%26y")
@@ -131,10 +132,11 @@ func TestWireConnCancel(t *testing.T) {
 	defer srv.Close()
 	defer close(release)
 	ctx, cancel := context.WithCancel(context.Background())
-	rq, err := newRequester(ctx, ClientWire, srv.URL)
+	ep, err := parseEndpoint(ClientWire, srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
+	rq := ep.open(ctx)
 	defer rq.close()
 	done := make(chan error, 1)
 	go func() { done <- rq.do(http.MethodGet, "/v2/keys/a", "", "") }()
@@ -153,7 +155,7 @@ func TestWireConnCancel(t *testing.T) {
 	}
 }
 
-func TestNewRequester(t *testing.T) {
+func TestParseEndpoint(t *testing.T) {
 	for _, c := range []struct {
 		kind, ep string
 		ok       bool
@@ -165,7 +167,7 @@ func TestNewRequester(t *testing.T) {
 		{ClientWire, "unix:///tmp/x", false},
 		{"curl", "http://127.0.0.1:2379", false},
 	} {
-		_, err := newRequester(context.Background(), c.kind, c.ep)
+		_, err := parseEndpoint(c.kind, c.ep)
 		if (err == nil) != c.ok {
 			t.Errorf("%s %s: %v", c.kind, c.ep, err)
 		}
