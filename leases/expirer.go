@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,7 +50,6 @@ type Expirer struct {
 	clock    Clock
 	logger   *slog.Logger
 
-	mu   sync.Mutex
 	wake chan struct{}
 
 	// What the loop last decided: whether this member leads, and the
