@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -197,4 +198,35 @@ func requireMethod(w http.ResponseWriter, r *http.Request, allow string, methods
 	w.Header().Set("Allow", allow)
 	http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
 	return false
+}
+
+// Plain reports whether r can be answered by a response writer that cannot
+// flush, hijack or notice the client leaving (internal/leanhttp): every
+// request but watches (wait or stream in the query; SSE is a watch), a
+// request that accepts text/event-stream, and the profiler, whose profiles
+// run for seconds and stream. Every handler a plain request reaches bounds
+// its waits by Options.RequestTimeout or HealthTimeout, so none waits on a
+// client that left for longer than that.
+func Plain(r *http.Request) bool {
+	q := r.URL.RawQuery
+	if strings.Contains(q, "wait") || strings.Contains(q, "stream") {
+		return false
+	}
+	if strings.IndexByte(q, '%') >= 0 {
+		// A parameter name may be percent-encoded ("%77ait").
+		for k := range r.URL.Query() {
+			if k == "wait" || k == "stream" {
+				return false
+			}
+		}
+	}
+	if strings.HasPrefix(r.URL.Path, "/debug/") {
+		return false
+	}
+	for _, v := range r.Header["Accept"] {
+		if strings.Contains(v, "event-stream") {
+			return false
+		}
+	}
+	return true
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 	"cairn/api"
 	"cairn/consensus"
 	"cairn/httpapi"
+	"cairn/internal/leanhttp"
 	"cairn/leases"
 	"cairn/storage"
 	"cairn/watchers"
@@ -78,8 +80,13 @@ type Config struct {
 	// EnablePprof serves Go's profiler under /debug/pprof/ on the client
 	// URLs.
 	EnablePprof bool
-	Logger      *slog.Logger
-	Version     string
+	// ClientHTTP chooses the client port's HTTP/1.1 server: "lean" (the
+	// default) answers plain requests itself and hands watches, streams
+	// and anything unusual to net/http (internal/leanhttp); "std" serves
+	// everything with net/http.
+	ClientHTTP string
+	Logger     *slog.Logger
+	Version    string
 }
 
 func (c *Config) setDefaults() {
@@ -98,6 +105,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.InitialClusterState == "" {
 		c.InitialClusterState = "new"
+	}
+	if c.ClientHTTP == "" {
+		c.ClientHTTP = ClientHTTPLean
 	}
 	if c.InitialClusterToken == "" {
 		c.InitialClusterToken = "etcd-cluster"
@@ -148,8 +158,8 @@ type Server struct {
 	transport *consensus.HTTPTransport
 	registry  *prometheus.Registry
 
-	clientServers []*http.Server
-	peerServers   []*http.Server
+	clientServers []httpServer
+	peerServers   []httpServer
 	clientURLs    []string // actual bound client URLs
 	peerURLs      []string
 
@@ -178,6 +188,9 @@ func (s *Server) start() error {
 	case "new", "existing":
 	default:
 		return fmt.Errorf("--initial-cluster-state must be new or existing, not %q", cfg.InitialClusterState)
+	}
+	if cfg.ClientHTTP != ClientHTTPLean && cfg.ClientHTTP != ClientHTTPStd {
+		return fmt.Errorf("--client-http must be lean or std, not %q", cfg.ClientHTTP)
 	}
 	members, err := ParseInitialCluster(cfg.InitialCluster, cfg.InitialClusterToken)
 	if err != nil {
@@ -303,7 +316,7 @@ func (s *Server) start() error {
 	})
 	s.publish(ctx, advertiseClient)
 	for _, ln := range clientLns {
-		s.clientServers = append(s.clientServers, s.serve(ln, router))
+		s.clientServers = append(s.clientServers, s.serveClient(ln, router))
 	}
 	peer := s.peerHandler(s.transport.Handler())
 	for _, ln := range peerLns {
@@ -344,12 +357,56 @@ func (s *Server) checkIdentity(clusterID, selfID uint64) (restart bool, err erro
 	return true, nil
 }
 
-func (s *Server) serve(ln net.Listener, h http.Handler) *http.Server {
-	hs := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Minute, // etcd's; watches have no write timeout
-		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+// The client port's HTTP servers.
+const (
+	ClientHTTPLean = "lean"
+	ClientHTTPStd  = "std"
+)
+
+// httpServer is what Stop needs of a port's server.
+type httpServer interface {
+	Shutdown(context.Context) error
+	Close() error
+}
+
+// serveClient serves the client API on ln: with the lean server in front
+// of net/http unless Config.ClientHTTP says "std".
+func (s *Server) serveClient(ln net.Listener, h http.Handler) httpServer {
+	if s.cfg.ClientHTTP == ClientHTTPStd {
+		return s.serve(ln, h)
 	}
+	ls := &leanhttp.Server{
+		Handler:           h,
+		Plain:             httpapi.Plain,
+		Fallback:          s.newHTTPServer(h),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ErrorLog:          s.fallbackLog(),
+	}
+	s.goBackground(func() {
+		if err := ls.Serve(ln); err != nil && !errors.Is(err, leanhttp.ErrServerClosed) {
+			s.fail(fmt.Errorf("serve %s: %w", ln.Addr(), err))
+		}
+	})
+	return ls
+}
+
+// readHeaderTimeout is etcd's; watches have no write timeout.
+const readHeaderTimeout = 5 * time.Minute
+
+func (s *Server) newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ErrorLog:          s.fallbackLog(),
+	}
+}
+
+func (s *Server) fallbackLog() *log.Logger {
+	return slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug)
+}
+
+func (s *Server) serve(ln net.Listener, h http.Handler) *http.Server {
+	hs := s.newHTTPServer(h)
 	s.goBackground(func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.fail(fmt.Errorf("serve %s: %w", ln.Addr(), err))
@@ -408,7 +465,7 @@ func (s *Server) Stop(ctx context.Context) error {
 			// their end, then cut the ones whose clients stopped reading.
 			s.streams.Close(2 * time.Second)
 		}
-		for _, hs := range append(slices.Clone(s.clientServers), s.peerServers...) {
+		for _, hs := range slices.Concat(s.clientServers, s.peerServers) {
 			if e := hs.Shutdown(ctx); e != nil {
 				// Watches never end on their own: cut whatever is left.
 				_ = hs.Close()
