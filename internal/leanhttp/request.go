@@ -129,6 +129,12 @@ func parseRequest(head []byte) (req *http.Request, ok bool) {
 	if hosts != 1 || lengths > 1 || !validHost(req.Host) {
 		return nil, false
 	}
+	// As net/http: Pragma: no-cache implies Cache-Control: no-cache.
+	if hp := h["Pragma"]; len(hp) > 0 && hp[0] == "no-cache" {
+		if _, ok := h["Cache-Control"]; !ok {
+			h["Cache-Control"] = []string{"no-cache"}
+		}
+	}
 	return req, true
 }
 
@@ -208,14 +214,34 @@ func contentLength(b []byte) (int64, bool) {
 }
 
 // hasToken reports whether the comma-separated list v holds token, in any
-// case.
+// ASCII case (as net/http: not Unicode folding, under which "cloſe" is
+// "close").
 func hasToken(v []byte, token string) bool {
 	for part := range bytes.SplitSeq(v, []byte(",")) {
-		if strings.EqualFold(string(trimBlanks(part)), token) {
+		if asciiEqualFold(trimBlanks(part), token) {
 			return true
 		}
 	}
 	return false
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i, c := range b {
+		if lower(c) != lower(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // validHost accepts the Host values net/http's own check accepts that a

@@ -33,6 +33,7 @@ type response struct {
 	streaming     bool  // the head is sent; Write sends on
 	chunked       bool  // streaming in chunks
 	closeAfter    bool  // close the connection after this answer
+	bodyLeft      bool  // the request body was not read to its end
 	err           error // a write to the connection failed
 }
 
@@ -75,6 +76,10 @@ func (w *response) Write(p []byte) (int, error) {
 	}
 	w.written += int64(len(p))
 	if w.head {
+		// Keep the start, never sent, to sniff the Content-Type from.
+		if n := sniffLen - len(w.c.wbuf); n > 0 {
+			w.c.wbuf = append(w.c.wbuf, p[:min(n, len(p))]...)
+		}
 		return len(p), nil
 	}
 	if !w.streaming {
@@ -82,7 +87,7 @@ func (w *response) Write(p []byte) (int, error) {
 			w.c.wbuf = append(w.c.wbuf, p...)
 			return len(p), nil
 		}
-		w.startStreaming()
+		w.startStreaming(p)
 	}
 	w.send(p)
 	if w.err != nil {
@@ -91,12 +96,20 @@ func (w *response) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// sniffLen is how much of a body http.DetectContentType looks at.
+const sniffLen = 512
+
 // startStreaming sends the head (chunked unless the length is known) and
-// what the body buffer holds.
-func (w *response) startStreaming() {
+// what the body buffer holds; p is the write that does not fit.
+func (w *response) startStreaming(p []byte) {
 	w.streaming = true
 	w.chunked = w.contentLength < 0
-	b := w.appendHead(w.c.hbuf[:0], -1)
+	sniff := w.c.wbuf
+	if n := sniffLen - len(sniff); n > 0 {
+		// Sniff the body's start, whatever its first writes held.
+		sniff = append(sniff, p[:min(n, len(p))]...)
+	}
+	b := w.appendHead(w.c.hbuf[:0], -1, sniff)
 	if body := w.c.wbuf; len(body) > 0 {
 		if w.chunked {
 			b = strconv.AppendInt(b, int64(len(body)), 16)
@@ -145,7 +158,7 @@ func (w *response) finish() {
 		w.WriteHeader(http.StatusOK)
 	}
 	if !w.body.drain() {
-		w.closeAfter = true
+		w.closeAfter, w.bodyLeft = true, true
 	}
 	if w.streaming {
 		if w.chunked {
@@ -159,11 +172,14 @@ func (w *response) finish() {
 	if w.contentLength < 0 && bodyAllowed(w.status) && (!w.head || w.written > 0) {
 		length = w.written
 	}
-	if w.contentLength >= 0 && w.written < w.contentLength && !w.head {
+	if w.contentLength >= 0 && w.written < w.contentLength && !w.head && bodyAllowed(w.status) {
 		w.closeAfter = true
 	}
-	b := w.appendHead(w.c.hbuf[:0], length)
+	b := w.appendHead(w.c.hbuf[:0], length, w.c.wbuf)
 	body := w.c.wbuf
+	if w.head {
+		body = nil // kept only to sniff from
+	}
 	if len(body) <= 2048 {
 		// Small: head and body in one write.
 		b = append(b, body...)
@@ -172,7 +188,7 @@ func (w *response) finish() {
 		w.writev(b, body)
 	}
 	w.c.hbuf = b
-	w.c.wbuf = body[:0]
+	w.c.wbuf = w.c.wbuf[:0]
 }
 
 var (
@@ -181,8 +197,9 @@ var (
 )
 
 // appendHead appends the status line and the header block; length >= 0
-// adds that Content-Length.
-func (w *response) appendHead(b []byte, length int64) []byte {
+// adds that Content-Length, and sniff is the body's start, to sniff the
+// Content-Type from when the handler set none.
+func (w *response) appendHead(b []byte, length int64, sniff []byte) []byte {
 	switch w.status {
 	case http.StatusOK:
 		b = append(b, status200...)
@@ -210,12 +227,23 @@ func (w *response) appendHead(b []byte, length int64) []byte {
 	if w.chunked {
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
+	if w.contentLength < 0 {
+		// Set after WriteHeader: ignored, as net/http does, rather than
+		// sent beside the one added here.
+		delete(h, "Content-Length")
+	}
 	if !bodyAllowed(w.status) {
 		delete(h, "Content-Length")
-	} else if _, ok := h["Content-Type"]; !ok && len(w.c.wbuf) > 0 {
-		b = append(b, "Content-Type: "...)
-		b = append(b, http.DetectContentType(w.c.wbuf[:min(len(w.c.wbuf), 512)])...)
-		b = append(b, "\r\n"...)
+		if w.status == http.StatusNotModified {
+			delete(h, "Content-Type") // as net/http (RFC 7232, section 4.1)
+		}
+	} else if _, ok := h["Content-Type"]; !ok && len(sniff) > 0 {
+		// As net/http, an encoded body (Content-Encoding) is not sniffed.
+		if ce := h["Content-Encoding"]; len(ce) == 0 || ce[0] == "" {
+			b = append(b, "Content-Type: "...)
+			b = append(b, http.DetectContentType(sniff[:min(len(sniff), sniffLen)])...)
+			b = append(b, "\r\n"...)
+		}
 	}
 	if length >= 0 && bodyAllowed(w.status) {
 		b = append(b, "Content-Length: "...)

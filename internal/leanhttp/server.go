@@ -24,6 +24,7 @@ package leanhttp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -308,10 +309,19 @@ func (c *conn) serve() {
 	c.remote = c.nc.RemoteAddr().String()
 	c.r = bufio.NewReaderSize(c.nc, readBufferSize)
 	c.header = make(http.Header, 16)
+	afterPost := false
 	for {
-		// Idle until the first byte of the next request.
-		if _, err := c.r.Peek(1); err != nil {
-			return
+		// Idle until the first byte of the next request; as net/http,
+		// skip up to 4 CR or LF bytes that old clients send after a POST.
+		for skip := 0; ; skip++ {
+			b, err := c.r.Peek(1)
+			if err != nil {
+				return
+			}
+			if !afterPost || skip == 4 || b[0] != '\r' && b[0] != '\n' {
+				break
+			}
+			_, _ = c.r.Discard(1)
 		}
 		if !c.state.CompareAndSwap(stateIdle, stateActive) {
 			return // Shutdown closed it
@@ -333,6 +343,7 @@ func (c *conn) serve() {
 			return
 		}
 		_, _ = c.r.Discard(n)
+		afterPost = req.Method == http.MethodPost
 		if !c.serveRequest(req) {
 			return
 		}
@@ -364,6 +375,8 @@ func (c *conn) readHead() (head []byte, n int, ok bool) {
 		b, _ := c.r.Peek(c.r.Buffered())
 		if i := headEnd(b, scanned); i >= 0 {
 			return b[:i], i, true
+		} else if i == -2 {
+			return nil, 0, false
 		}
 		scanned = max(len(b)-3, 0)
 		if len(b) >= readBufferSize {
@@ -380,14 +393,23 @@ func (c *conn) readHead() (head []byte, n int, ok bool) {
 }
 
 // headEnd returns the length of the head in b up to and including its
-// "\r\n\r\n", searching from from, or -1.
+// "\r\n\r\n", searching from from; -1 if b holds no whole head yet, -2 if
+// a line ends in a bare LF first (net/http takes it for a line end, and
+// the CRLF CRLF looked for here may never come).
 func headEnd(b []byte, from int) int {
-	for i := from; i+3 < len(b); i++ {
-		if b[i] == '\r' && b[i+1] == '\n' && b[i+2] == '\r' && b[i+3] == '\n' {
-			return i + 4
+	for i := from; ; i++ {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		i += j
+		if i == 0 || b[i-1] != '\r' {
+			return -2
+		}
+		if i >= 3 && b[i-2] == '\n' && b[i-3] == '\r' {
+			return i + 1
 		}
 	}
-	return -1
 }
 
 // serveRequest runs the handler and sends its answer; false when the
@@ -411,8 +433,25 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	if cap(c.hbuf) > maxKeptWBuf {
 		c.hbuf = nil
 	}
+	if w.bodyLeft && w.err == nil {
+		c.closeWriteAndWait()
+	}
 	return !w.closeAfter && w.err == nil
 }
+
+// closeWriteAndWait, as net/http does when a request body is left unread,
+// sends FIN and waits a little before the connection is closed: a close
+// with unread bytes sends RST, which can make the client's kernel drop the
+// answer (a 413, say) before the client has read it.
+func (c *conn) closeWriteAndWait() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	time.Sleep(closeWait)
+}
+
+// closeWait is net/http's rstAvoidanceDelay.
+const closeWait = 500 * time.Millisecond
 
 // body is a request body of known length read from the connection.
 type body struct {
