@@ -52,6 +52,7 @@ vet:
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./api -run '^$$' -fuzz '^FuzzWriteString$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/leanhttp -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./httpapi -run '^$$' -fuzz '^FuzzKeyPath$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./httpapi -run '^$$' -fuzz '^FuzzParseKeyRequest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./storage -run '^$$' -fuzz '^FuzzCmdCodec$$' -fuzztime $(FUZZTIME)

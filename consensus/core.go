@@ -188,7 +188,7 @@ type core struct {
 	durableCommit  uint64            // commit index of the last HardState written to pebble
 	confState      *raftpb.ConfState // as of applied
 	lastCompaction uint64            // applied index at the last compaction (or the loaded snapshot)
-	lastEagerCheck uint64            // applied index when caughtUpIndex was last consulted
+	lastEagerCheck uint64            // applied index when eagerCompactIndex was last consulted
 
 	members     *memberSet // replicated member records, as of applied
 	removedSelf bool       // this member applied its own removal (or a peer said so)
@@ -704,14 +704,16 @@ func (c *core) maybeCampaign() {
 // and range-deletes the entries, unsynced (losing it in a crash only keeps
 // entries that a restart skips).
 //
-// Between those, every eagerCompactEvery applied entries, the leader (or a
-// member alone) also drops what every other member already holds (see
-// caughtUpIndex). That keeps its log to a few thousand entries, so Pebble
-// deletes them in the memtable where they were written instead of flushing
-// them to sstables and compacting them later: about a fifth of the CPU of
-// a write on one member (BenchmarkSteadyWrites64Clients). Followers keep
-// the plain policy: one of them may lead next, and a peer a few entries
-// behind it should not need a snapshot.
+// Between those, every eagerCompactEvery applied entries, a member also
+// drops what it no longer needs (see eagerCompactIndex): the leader (or a
+// member alone) what every other member already holds, a follower all but
+// its last eagerCompactEvery entries. That keeps a log to a few thousand
+// entries, so Pebble deletes them in the memtable where they were written
+// instead of flushing them to sstables and compacting them later: about a
+// fifth of the CPU of a write on one member
+// (BenchmarkSteadyWrites64Clients). A follower keeps some entries because
+// it may lead next, and a peer a few entries behind it should then catch
+// up from the log, not from a snapshot.
 func (c *core) maybeCompact() error {
 	if c.snapshotCount == 0 {
 		return nil
@@ -726,10 +728,10 @@ func (c *core) maybeCompact() error {
 		if c.applied > c.catchUpEntries {
 			index = c.applied - c.catchUpEntries
 		}
-		index = max(index, c.caughtUpIndex())
+		index = max(index, c.eagerCompactIndex())
 	case c.applied-c.lastEagerCheck >= c.eagerEvery:
 		c.lastEagerCheck = c.applied
-		index = c.caughtUpIndex()
+		index = c.eagerCompactIndex()
 	}
 	if index == 0 {
 		return nil
@@ -766,12 +768,17 @@ func (c *core) maybeCompact() error {
 // memtable holds (about 4,000 writes), so most entries die in it.
 const eagerCompactEvery = 1000
 
-// caughtUpIndex is the highest applied index every other member (voters
-// and learners) has in its log, when this member leads (or is alone); 0
-// when it does not lead. The leader's own log never needs those entries
-// again: raft sends a peer only what follows its match index.
-func (c *core) caughtUpIndex() uint64 {
+// eagerCompactIndex is the highest index this member's log no longer
+// needs. On the leader (or a member alone): the highest applied index every
+// other member (voters and learners) has in its log; raft sends a peer only
+// what follows its match index. On any other member, which cannot see what
+// the others hold: its applied index less eagerEvery entries, kept for the
+// peers slightly behind it should it lead next.
+func (c *core) eagerCompactIndex() uint64 {
 	if c.role != raft.StateLeader {
+		if c.applied > c.eagerEvery {
+			return c.applied - c.eagerEvery
+		}
 		return 0
 	}
 	index := c.applied
