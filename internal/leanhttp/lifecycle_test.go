@@ -382,19 +382,18 @@ func TestUnexpectedEOFClosesConnection(t *testing.T) {
 }
 
 // TestReadHeaderTimeout protects ReadHeaderTimeout: a head that stalls
-// half-way is handed off (the fallback, with its own timeout, then closes
-// it), while a connection idle between requests is left alone.
+// half-way is closed after it (not handed off), a head arriving in pieces
+// within it is served, and a connection idle between requests is left
+// alone.
 func TestReadHeaderTimeout(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	var handedOff atomic.Int32
-	handOffs := make(chan time.Time, 10)
 	ls := startLean(t, app(), func(s *Server) {
 		s.ReadHeaderTimeout = timeout
 		s.Fallback.ReadHeaderTimeout = timeout
 		s.Fallback.ConnState = func(_ net.Conn, st http.ConnState) {
 			if st == http.StateNew {
 				handedOff.Add(1)
-				handOffs <- time.Now()
 			}
 		}
 	})
@@ -413,18 +412,13 @@ func TestReadHeaderTimeout(t *testing.T) {
 		t.Errorf("slow head: %s by %q", r.Status, r.who())
 	}
 
-	select {
-	case at := <-handOffs:
-		if d := at.Sub(start); d < timeout {
-			t.Errorf("stalled connection handed off after %v, before the timeout", d)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("stalled connection not handed off")
+	// The stalled connection is closed once the timeout passed, not handed
+	// to net/http, whose own timeout would start again.
+	if !stalled.eof(5 * time.Second) {
+		t.Fatal("stalled connection not closed")
 	}
-	// net/http, past its own timeout, closes it, after a 400 answer to a
-	// head cut inside a line.
-	if rest, err := io.ReadAll(stalled.nc); err != nil || len(rest) > 0 && !strings.HasPrefix(string(rest), "HTTP/1.1 400 ") {
-		t.Errorf("stalled connection: %q, %v", rest, err)
+	if d := time.Since(start); d < timeout {
+		t.Errorf("stalled connection closed after %v, before the timeout", d)
 	}
 
 	time.Sleep(2 * timeout)
@@ -434,8 +428,8 @@ func TestReadHeaderTimeout(t *testing.T) {
 		}
 		time.Sleep(2 * timeout)
 	}
-	if n := handedOff.Load(); n != 1 {
-		t.Errorf("%d connections handed off, want 1", n)
+	if n := handedOff.Load(); n != 0 {
+		t.Errorf("%d connections handed off, want none", n)
 	}
 }
 

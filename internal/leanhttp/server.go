@@ -326,8 +326,11 @@ func (c *conn) serve() {
 		if !c.state.CompareAndSwap(stateIdle, stateActive) {
 			return // Shutdown closed it
 		}
-		head, n, ok := c.readHead()
-		if !ok {
+		head, n, err := c.readHead()
+		if err != nil {
+			return // the client stalled past ReadHeaderTimeout, or left
+		}
+		if head == nil {
 			handedOff = true
 			c.s.handOff(c, c.buffered())
 			return
@@ -361,10 +364,12 @@ func (c *conn) buffered() []byte {
 }
 
 // readHead waits until the buffer holds a whole request head and returns
-// it with its length, the blank line included; false when the head does
-// not fit in the buffer or the connection fails first (the fallback
-// server then answers what there is, or sees the failure itself).
-func (c *conn) readHead() (head []byte, n int, ok bool) {
+// it with its length, the blank line included; a nil head when the head
+// does not fit in the buffer or has a line ending net/http reads
+// differently (the fallback server then answers it); an error when the
+// connection fails or ReadHeaderTimeout passes first (the connection is
+// then closed, as net/http closes it).
+func (c *conn) readHead() (head []byte, n int, err error) {
 	deadline := false
 	defer func() {
 		if deadline {
@@ -374,20 +379,20 @@ func (c *conn) readHead() (head []byte, n int, ok bool) {
 	for scanned := 0; ; {
 		b, _ := c.r.Peek(c.r.Buffered())
 		if i := headEnd(b, scanned); i >= 0 {
-			return b[:i], i, true
+			return b[:i], i, nil
 		} else if i == -2 {
-			return nil, 0, false
+			return nil, 0, nil
 		}
 		scanned = max(len(b)-3, 0)
 		if len(b) >= readBufferSize {
-			return nil, 0, false
+			return nil, 0, nil
 		}
 		if !deadline && c.s.ReadHeaderTimeout > 0 {
 			deadline = true
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.s.ReadHeaderTimeout))
 		}
 		if _, err := c.r.Peek(len(b) + 1); err != nil {
-			return nil, 0, false
+			return nil, 0, err
 		}
 	}
 }
