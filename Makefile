@@ -70,7 +70,7 @@ bench: build
 	mkdir -p $(BENCH_DIR)
 	CAIRN_BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench . -skip 'SSE|LongPoll' -benchtime 5000x ./server/
 	CAIRN_BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench 'SSE|LongPoll' -benchtime 1x -v ./server/ | grep -v '^=== '
-	$(GO) test -run '^$$' -bench LoopbackFanout -benchtime 1x ./bench/
+	CAIRN_BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench 'LoopbackFanout|PutFloor' -benchtime 1x ./bench/
 	$(GO) test -run '^$$' -bench SteadyWrites -benchtime 300000x ./consensus/
 	$(GO) test -run '^$$' -bench Export100k ./storage/
 	BENCH_DIR=$(BENCH_DIR) BIN=$(BIN) BENCHTIME=$(BENCHTIME) bash scripts/bench.sh
