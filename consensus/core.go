@@ -173,9 +173,11 @@ type core struct {
 	sm  StateMachine
 	obs ApplyObserver
 	tr  Transport
-	log *slog.Logger
-	met *metrics
-	now func() time.Time
+	// stage holds received snapshots staged in files (nil: in memory).
+	stage *SnapshotStage
+	log   *slog.Logger
+	met   *metrics
+	now   func() time.Time
 
 	waits *waitRegistry
 	pub   *published
@@ -482,7 +484,17 @@ func (c *core) persist(rd *raft.Ready) (*storage.Batch, error) {
 	var snapIndex uint64
 	if hasSnap {
 		snapIndex = rd.Snapshot.GetMetadata().GetIndex()
-		r := bufio.NewReader(bytes.NewReader(rd.Snapshot.GetData()))
+		var data io.Reader = bytes.NewReader(rd.Snapshot.GetData())
+		f, staged, err := c.stage.open(rd.Snapshot.GetData())
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("restore snapshot at %d: %w", snapIndex, err)
+		}
+		if staged {
+			defer f.Close()
+			data = f
+		}
+		r := bufio.NewReaderSize(data, 64<<10)
 		members, removed, err := readSnapshotHeader(r)
 		if err == nil {
 			err = c.sm.Restore(r, b, snapIndex)
@@ -512,6 +524,9 @@ func (c *core) persist(rd *raft.Ready) (*storage.Batch, error) {
 		if err := c.ms.ApplySnapshot(rd.Snapshot); err != nil {
 			return nil, fmt.Errorf("apply snapshot %d to raft storage: %w", snapIndex, err)
 		}
+		// Restored and synced: its staged file, and any older one raft
+		// dropped, are no longer needed.
+		c.stage.removeUpTo(snapIndex)
 		c.applied = snapIndex
 		c.lastCompaction = snapIndex
 		c.confState = proto.Clone(raftpb.EnsureConfState(rd.Snapshot.GetMetadata().GetConfState())).(*raftpb.ConfState)

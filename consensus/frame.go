@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"os"
 	"slices"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -190,54 +191,84 @@ func (c *chunkWriter) flush() error {
 }
 
 // readSnapshot reads a snapshot stream written by writeSnapshot, refusing
-// data longer than maxBytes, and returns the MsgSnap with its data.
-func readSnapshot(r io.Reader, maxBytes int64) (*raftpb.Message, error) {
+// data longer than maxBytes, and returns the MsgSnap and the data's length.
+// Without a stage the message carries the data; with one the data goes to
+// a staged file as it arrives, and the message carries its reference.
+func readSnapshot(r io.Reader, maxBytes int64, stage *SnapshotStage) (m *raftpb.Message, size int64, err error) {
 	b, err := readFrame(r, nil, maxFrameBytes)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = fmt.Errorf("%w: empty snapshot stream", errBadFrame)
 		}
-		return nil, err
+		return nil, 0, err
 	}
-	m := &raftpb.Message{}
+	m = &raftpb.Message{}
 	if err := proto.Unmarshal(b, m); err != nil {
-		return nil, fmt.Errorf("%w: %w", errBadFrame, err)
+		return nil, 0, fmt.Errorf("%w: %w", errBadFrame, err)
 	}
 	if m.GetType() != raftpb.MsgSnap || m.GetSnapshot() == nil {
-		return nil, fmt.Errorf("%w: snapshot stream starts with %s", errBadFrame, m.GetType())
+		return nil, 0, fmt.Errorf("%w: snapshot stream starts with %s", errBadFrame, m.GetType())
 	}
-	// The chunks are kept apart and joined once their total is known, so
-	// the data is never copied into a slice that grew by doubling.
+	var staged *os.File
+	if stage != nil {
+		if staged, err = stage.create(m.GetSnapshot().GetMetadata().GetIndex()); err != nil {
+			return nil, 0, err
+		}
+		defer func() {
+			if err != nil {
+				stage.remove(staged)
+			}
+		}()
+	}
+	// In memory, the chunks are kept apart and joined once their total is
+	// known, so the data is never copied into a slice that grew by
+	// doubling. Staged, one chunk buffer is reused.
 	var chunks [][]byte
-	var total int64
+	var buf []byte
+	var crc uint32
 	for {
-		chunk, err := readFrame(r, nil, snapshotChunkBytes)
+		chunk, err := readFrame(r, buf, snapshotChunkBytes)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				err = fmt.Errorf("%w: snapshot data truncated after %d bytes", errBadFrame, total)
+				err = fmt.Errorf("%w: snapshot data truncated after %d bytes", errBadFrame, size)
 			}
-			return nil, err
+			return nil, 0, err
 		}
 		if len(chunk) == 0 {
 			break
 		}
-		if total += int64(len(chunk)); total > maxBytes {
-			return nil, fmt.Errorf("%w: snapshot over %d bytes", errFrameTooLarge, maxBytes)
+		if size += int64(len(chunk)); size > maxBytes {
+			return nil, 0, fmt.Errorf("%w: snapshot over %d bytes", errFrameTooLarge, maxBytes)
+		}
+		crc = crc32.Update(crc, crcTable, chunk)
+		if staged != nil {
+			if _, err := staged.Write(chunk); err != nil {
+				return nil, 0, fmt.Errorf("stage snapshot: %w", err)
+			}
+			buf = chunk
+			continue
 		}
 		chunks = append(chunks, chunk)
 	}
-	data := make([]byte, 0, total)
+	var cb [4]byte
+	if _, err := io.ReadFull(r, cb[:]); err != nil {
+		return nil, 0, fmt.Errorf("%w: snapshot checksum: %w", errBadFrame, err)
+	}
+	if binary.BigEndian.Uint32(cb[:]) != crc {
+		return nil, 0, fmt.Errorf("%w: snapshot checksum mismatch", errBadFrame)
+	}
+	if staged != nil {
+		if err := staged.Close(); err != nil {
+			return nil, 0, fmt.Errorf("stage snapshot: %w", err)
+		}
+		m.Snapshot.Data = stage.reference(staged)
+		return m, size, nil
+	}
+	data := make([]byte, 0, size)
 	for i, c := range chunks {
 		data = append(data, c...)
 		chunks[i] = nil
 	}
-	var cb [4]byte
-	if _, err := io.ReadFull(r, cb[:]); err != nil {
-		return nil, fmt.Errorf("%w: snapshot checksum: %w", errBadFrame, err)
-	}
-	if binary.BigEndian.Uint32(cb[:]) != crc32.Checksum(data, crcTable) {
-		return nil, fmt.Errorf("%w: snapshot checksum mismatch", errBadFrame)
-	}
 	m.Snapshot.Data = data
-	return m, nil
+	return m, size, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -73,43 +74,149 @@ func TestFrameLimit(t *testing.T) {
 }
 
 func TestSnapshotStreamRoundTrip(t *testing.T) {
-	for _, size := range []int{0, 1, snapshotChunkBytes - 1, snapshotChunkBytes, 3*snapshotChunkBytes + 17} {
-		data := make([]byte, size)
-		for i := range data {
-			data[i] = byte(i * 7)
-		}
-		m := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), To: new(uint64(3)), From: new(uint64(1)), Term: new(uint64(2)),
-			Snapshot: &raftpb.Snapshot{Data: data, Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(100)), Term: new(uint64(2)),
-				ConfState: &raftpb.ConfState{Voters: []uint64{1, 2, 3}}}}}
-		var buf bytes.Buffer
-		if n, err := writeSnapshot(&buf, m, nil); err != nil || n != int64(size) {
-			t.Fatalf("size %d: wrote %d bytes of data, %v", size, n, err)
-		}
-		if len(m.GetSnapshot().GetData()) != size {
-			t.Fatal("writeSnapshot changed the message")
-		}
-		got, err := readSnapshot(bytes.NewReader(buf.Bytes()), 1<<30)
-		if err != nil {
-			t.Fatalf("size %d: %v", size, err)
-		}
-		if !proto.Equal(got, m) {
-			t.Fatalf("size %d: snapshot message differs", size)
-		}
-		if _, err := readSnapshot(bytes.NewReader(buf.Bytes()), int64(size)-1); size > 0 && !errors.Is(err, errFrameTooLarge) {
-			t.Fatalf("size %d over the limit: %v", size, err)
-		}
-		if size > 0 {
-			bad := bytes.Clone(buf.Bytes())
-			bad[len(bad)-9] ^= 1 // last data byte, before the empty frame and the checksum
-			if _, err := readSnapshot(bytes.NewReader(bad), 1<<30); !errors.Is(err, errBadFrame) {
-				t.Fatalf("size %d corrupted: %v", size, err)
+	for _, staged := range []bool{false, true} {
+		var stage *SnapshotStage
+		if staged {
+			var err error
+			if stage, err = NewSnapshotStage(t.TempDir()); err != nil {
+				t.Fatal(err)
 			}
-			for _, cut := range []int{1, 5, 8, 9} { // in the checksum, the end frame, the data
-				if _, err := readSnapshot(bytes.NewReader(buf.Bytes()[:buf.Len()-cut]), 1<<30); err == nil {
-					t.Fatalf("size %d truncated by %d bytes: no error", size, cut)
+		}
+		for _, size := range []int{0, 1, snapshotChunkBytes - 1, snapshotChunkBytes, 3*snapshotChunkBytes + 17} {
+			data := make([]byte, size)
+			for i := range data {
+				data[i] = byte(i * 7)
+			}
+			m := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), To: new(uint64(3)), From: new(uint64(1)), Term: new(uint64(2)),
+				Snapshot: &raftpb.Snapshot{Data: data, Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(100)), Term: new(uint64(2)),
+					ConfState: &raftpb.ConfState{Voters: []uint64{1, 2, 3}}}}}
+			var buf bytes.Buffer
+			if n, err := writeSnapshot(&buf, m, nil); err != nil || n != int64(size) {
+				t.Fatalf("size %d: wrote %d bytes of data, %v", size, n, err)
+			}
+			if len(m.GetSnapshot().GetData()) != size {
+				t.Fatal("writeSnapshot changed the message")
+			}
+			got, n, err := readSnapshot(bytes.NewReader(buf.Bytes()), 1<<30, stage)
+			if err != nil || n != int64(size) {
+				t.Fatalf("staged %v, size %d: read %d bytes, %v", staged, size, n, err)
+			}
+			if staged {
+				got.Snapshot.Data = readStaged(t, stage, got.GetSnapshot().GetData())
+			}
+			if !proto.Equal(got, m) {
+				t.Fatalf("staged %v, size %d: snapshot message differs", staged, size)
+			}
+			over, _, err := readSnapshot(bytes.NewReader(buf.Bytes()), int64(size)-1, stage)
+			if size > 0 && !errors.Is(err, errFrameTooLarge) {
+				t.Fatalf("size %d over the limit: %v", size, err)
+			}
+			if err == nil && staged { // no data, so no limit to pass
+				readStaged(t, stage, over.GetSnapshot().GetData())
+			}
+			if size > 0 {
+				bad := bytes.Clone(buf.Bytes())
+				bad[len(bad)-9] ^= 1 // last data byte, before the empty frame and the checksum
+				if _, _, err := readSnapshot(bytes.NewReader(bad), 1<<30, stage); !errors.Is(err, errBadFrame) {
+					t.Fatalf("size %d corrupted: %v", size, err)
+				}
+				for _, cut := range []int{1, 5, 8, 9} { // in the checksum, the end frame, the data
+					if _, _, err := readSnapshot(bytes.NewReader(buf.Bytes()[:buf.Len()-cut]), 1<<30, stage); err == nil {
+						t.Fatalf("size %d truncated by %d bytes: no error", size, cut)
+					}
+				}
+			}
+			if staged {
+				if names := stagedFiles(t, stage); len(names) != 0 {
+					t.Fatalf("size %d: failed reads left staged files %v", size, names)
 				}
 			}
 		}
+	}
+}
+
+// readStaged returns the data of the staged file ref names, and removes it.
+func readStaged(t *testing.T, stage *SnapshotStage, ref []byte) []byte {
+	t.Helper()
+	f, staged, err := stage.open(ref)
+	if err != nil || !staged {
+		t.Fatalf("staged reference %q: staged %v, %v", ref, staged, err)
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage.remove(f)
+	return data
+}
+
+func stagedFiles(t *testing.T, stage *SnapshotStage) []string {
+	t.Helper()
+	entries, err := os.ReadDir(stage.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// TestSnapshotStage: data only names a staged file with this process's
+// token (a peer's data that looks like a reference stays data), a restore
+// clears the files at or below its index, and a new stage clears what a
+// crashed run left.
+func TestSnapshotStage(t *testing.T) {
+	dir := t.TempDir()
+	stage, err := NewSnapshotStage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs [][]byte
+	for _, index := range []uint64{5, 9, 12} {
+		f, err := stage.create(index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString("data"); err != nil {
+			t.Fatal(err)
+		}
+		_ = f.Close()
+		refs = append(refs, stage.reference(f))
+	}
+	other, err := NewSnapshotStage(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, data := range [][]byte{
+		[]byte("plain snapshot data"),
+		[]byte(stagedPrefix + "0123/x.snap"),              // another token
+		[]byte(stagedPrefix + stage.token + "/../x.snap"), // a path out of the stage
+		[]byte(stagedPrefix + stage.token + "/name"),      // not a staged name
+	} {
+		if _, staged, err := stage.open(data); staged || err != nil {
+			t.Errorf("%q taken for a staged file: %v", data, err)
+		}
+	}
+	if _, staged, _ := other.open(refs[0]); staged {
+		t.Error("another stage's reference opened")
+	}
+	if got := readStaged(t, stage, refs[2]); string(got) != "data" {
+		t.Fatalf("staged data %q", got)
+	}
+	if _, staged, err := stage.open(refs[2]); !staged || err == nil {
+		t.Fatalf("a removed staged file opened: staged %v, %v", staged, err)
+	}
+	stage.removeUpTo(5)
+	if names := stagedFiles(t, stage); len(names) != 1 || !strings.HasPrefix(names[0], "0000000000000009-") {
+		t.Fatalf("after a restore at 5: %v", names)
+	}
+	if _, err := NewSnapshotStage(dir); err != nil {
+		t.Fatal(err)
+	}
+	if names := stagedFiles(t, stage); len(names) != 0 {
+		t.Fatalf("a new stage left %v", names)
 	}
 }
 
@@ -149,12 +256,12 @@ func FuzzPeerMessage(f *testing.F) {
 				t.Fatalf("message %d changed in a round trip", i)
 			}
 		}
-		if m, err := readSnapshot(bytes.NewReader(b), 1<<20); err == nil {
+		if m, _, err := readSnapshot(bytes.NewReader(b), 1<<20, nil); err == nil {
 			var w bytes.Buffer
 			if _, err := writeSnapshot(&w, m, nil); err != nil {
 				t.Fatal(err)
 			}
-			m2, err := readSnapshot(&w, 1<<20)
+			m2, _, err := readSnapshot(&w, 1<<20, nil)
 			if err != nil || !proto.Equal(m, m2) {
 				t.Fatalf("snapshot round trip: %v", err)
 			}
@@ -192,7 +299,7 @@ func TestSnapshotStreamFromView(t *testing.T) {
 	if err != nil || n != int64(len(want)) || len(want) < 2*snapshotChunkBytes {
 		t.Fatalf("streamed %d bytes (%v), the export has %d", n, err, len(want))
 	}
-	got, err := readSnapshot(&buf, 1<<30)
+	got, _, err := readSnapshot(&buf, 1<<30, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

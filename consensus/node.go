@@ -50,6 +50,10 @@ type Config struct {
 	// Transport carries messages to the other members; nil for a single
 	// member without network.
 	Transport Transport
+	// SnapshotStage, when set, is where the transport stages received
+	// snapshots (TransportConfig.SnapshotStage); restores read them from
+	// there. nil: snapshots arrive in memory.
+	SnapshotStage *SnapshotStage
 	// TickInterval is raft's logical clock period; 0 means 100ms.
 	TickInterval time.Duration
 	// ElectionTicks is the election timeout in ticks; 0 means 10.
@@ -269,6 +273,7 @@ func newCore(cfg *Config, waits *waitRegistry, pub *published, met *metrics, now
 		sm:              cfg.SM,
 		obs:             cfg.Observer,
 		tr:              cfg.Transport,
+		stage:           cfg.SnapshotStage,
 		log:             cfg.Logger,
 		met:             met,
 		now:             now,

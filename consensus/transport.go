@@ -73,6 +73,9 @@ type TransportConfig struct {
 	SnapshotTimeout time.Duration
 	// MaxSnapshotBytes bounds a received snapshot; 0 means 4 GiB.
 	MaxSnapshotBytes int64
+	// SnapshotStage, when set, receives snapshots into files instead of
+	// memory; Config.SnapshotStage of the member must be the same.
+	SnapshotStage *SnapshotStage
 	// ProbeInterval: a peer that saw no successful request for this long
 	// is probed (GET /raft/probing), so that ActiveSince is meaningful
 	// between followers too. 0 means 1 s.
@@ -461,23 +464,33 @@ func (t *HTTPTransport) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	m, err := readSnapshot(r.Body, t.cfg.MaxSnapshotBytes)
+	stage := t.cfg.SnapshotStage
+	m, size, err := readSnapshot(r.Body, t.cfg.MaxSnapshotBytes, stage)
 	if err == nil && (m.GetTo() != t.cfg.ID || (from != 0 && m.GetFrom() != from)) {
 		err = fmt.Errorf("%w: snapshot from %s to %s on a connection from %s", errBadFrame, hexID(m.GetFrom()), hexID(m.GetTo()), hexID(from))
+		t.dropStaged(m)
 	}
 	if err != nil {
 		t.log.Warn("bad snapshot from peer", "from", hexID(from), "err", err)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	size := len(m.GetSnapshot().GetData())
 	t.met.received.WithLabelValues(hexID(from)).Add(float64(size))
-	t.log.Info("received snapshot", "from", hexID(from), "index", m.GetSnapshot().GetMetadata().GetIndex(), "bytes", size, "took", time.Since(start))
+	t.log.Info("received snapshot", "from", hexID(from), "index", m.GetSnapshot().GetMetadata().GetIndex(), "bytes", size,
+		"staged", stage != nil, "took", time.Since(start))
 	if err := recv.Step(r.Context(), m); err != nil {
+		t.dropStaged(m)
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// dropStaged removes the staged file of a snapshot that never reached raft.
+func (t *HTTPTransport) dropStaged(m *raftpb.Message) {
+	if f, staged, err := t.cfg.SnapshotStage.open(m.GetSnapshot().GetData()); staged && err == nil {
+		t.cfg.SnapshotStage.remove(f)
+	}
 }
 
 func (t *HTTPTransport) serveProbing(w http.ResponseWriter, r *http.Request) {

@@ -165,12 +165,13 @@ func (s *Server) startTransport(id *identity, advertisePeer []string) error {
 		}
 	}
 	tr, err := consensus.NewHTTPTransport(consensus.TransportConfig{
-		ID:          id.selfID,
-		ClusterID:   id.clusterID,
-		Logger:      s.logger.With("component", "transport"),
-		Registerer:  s.registry,
-		DialTimeout: max(s.cfg.HeartbeatInterval*5, time.Second),
-		Filter:      s.cfg.PeerFilter,
+		ID:            id.selfID,
+		ClusterID:     id.clusterID,
+		Logger:        s.logger.With("component", "transport"),
+		Registerer:    s.registry,
+		DialTimeout:   max(s.cfg.HeartbeatInterval*5, time.Second),
+		Filter:        s.cfg.PeerFilter,
+		SnapshotStage: s.stage,
 	})
 	if err != nil {
 		return err

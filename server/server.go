@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -156,6 +157,7 @@ type Server struct {
 	streams   *httpapi.Streams // SSE watches handed off by their handlers
 	cluster   *clusterView
 	transport *consensus.HTTPTransport
+	stage     *consensus.SnapshotStage // nil in memory
 	registry  *prometheus.Registry
 
 	clientServers []httpServer
@@ -219,6 +221,12 @@ func (s *Server) start() error {
 	if err != nil {
 		return err
 	}
+	if !cfg.InMemory {
+		// Received snapshots are staged here, not held in memory.
+		if s.stage, err = consensus.NewSnapshotStage(filepath.Join(cfg.DataDir, "snap")); err != nil {
+			return err
+		}
+	}
 	ident, err := s.resolveIdentity(members, self)
 	if err != nil {
 		return err
@@ -266,6 +274,7 @@ func (s *Server) start() error {
 		InitialMembers:     ident.initial,
 		Join:               ident.join,
 		Transport:          s.transport,
+		SnapshotStage:      s.stage,
 		Engine:             s.engine,
 		SM:                 s.tree,
 		Observer:           observers{hubObserver{s.hub, s.tree}, s.expirer},

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
@@ -17,8 +19,10 @@ import (
 // far past their log compaction (--snapshot-count 100) comes back through
 // a snapshot sent over the peer port — exported from a Pebble view off the
 // leader's raft loop while writes go on — and ends with the same key space.
+// The members run on disk, so the follower stages the snapshot in a file of
+// its data dir and restores from it; the file is gone afterwards.
 func TestSnapshotCatchUpOverHTTP(t *testing.T) {
-	c := newLinCluster(t, 3, 2*time.Second, true)
+	c := newLinCluster(t, 3, 2*time.Second, false)
 	lead := c.waitLeader(10 * time.Second)
 	lag := (lead + 1) % 3
 	ctx := context.Background()
@@ -50,6 +54,10 @@ func TestSnapshotCatchUpOverHTTP(t *testing.T) {
 	r, err := c.members[lag].kv.Get(ctx, "/late49", client.GetOptions{})
 	if err != nil || r.Event.Node.Value != "v" {
 		t.Fatalf("the last write on the member that caught up: %v %v", r, err)
+	}
+	staged, err := os.ReadDir(filepath.Join(c.members[lag].cfg.DataDir, "snap"))
+	if err != nil || len(staged) != 0 {
+		t.Fatalf("staged snapshots left after the restore: %v %v", staged, err)
 	}
 }
 
