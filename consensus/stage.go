@@ -15,10 +15,12 @@ import (
 // SnapshotStage keeps the snapshots a member receives in files rather than
 // in memory: the transport streams a snapshot's data into a file of the
 // stage and hands raft a MsgSnap whose data only names that file; the
-// loop restores from the file and then removes it. A member of a large key
-// space thus never holds a snapshot whole, as etcd stages its own in
-// member/snap. A nil *SnapshotStage keeps snapshots in memory (the
-// in-memory storage mode, the simulation).
+// loop restores from the file and then removes it, as etcd stages its own
+// in member/snap. The transport thus holds one chunk at a time, and raft's
+// MemoryStorage no copy of the data after the restore. (The restore itself
+// still writes the whole key space into one Pebble batch, so that it is
+// atomic with the snapshot record.) A nil *SnapshotStage keeps snapshots in
+// memory (the in-memory storage mode, the simulation).
 type SnapshotStage struct {
 	dir string
 	// token is random for each process. Data that names a staged file
