@@ -476,24 +476,33 @@ func (c *core) persist(rd *raft.Ready) (*storage.Batch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft storage last index: %w", err)
 	}
-	b := c.eng.NewBatch()
-	if err := b.SaveRaftReady(rd.HardState, rd.Entries, rd.Snapshot, lastIndex); err != nil {
-		b.Close()
-		return nil, fmt.Errorf("save ready: %w", err)
-	}
 	var snapIndex uint64
+	var data io.Reader
+	sizeHint := 0 // of the batch: a restore's batch holds the whole key space
 	if hasSnap {
 		snapIndex = rd.Snapshot.GetMetadata().GetIndex()
-		var data io.Reader = bytes.NewReader(rd.Snapshot.GetData())
+		data = bytes.NewReader(rd.Snapshot.GetData())
+		sizeHint = len(rd.Snapshot.GetData())
 		f, staged, err := c.stage.open(rd.Snapshot.GetData())
 		if err != nil {
-			b.Close()
 			return nil, fmt.Errorf("restore snapshot at %d: %w", snapIndex, err)
 		}
 		if staged {
 			defer f.Close()
 			data = f
+			if fi, err := f.Stat(); err == nil {
+				sizeHint = int(min(fi.Size(), 1<<40))
+			}
 		}
+	}
+	// A batch grown by doubling to a key space's size would leave several
+	// times that size to the garbage collector.
+	b := c.eng.NewBatchWithSize(sizeHint + sizeHint/4)
+	if err := b.SaveRaftReady(rd.HardState, rd.Entries, rd.Snapshot, lastIndex); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("save ready: %w", err)
+	}
+	if hasSnap {
 		r := bufio.NewReaderSize(data, 64<<10)
 		members, removed, err := readSnapshotHeader(r)
 		if err == nil {

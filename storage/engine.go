@@ -108,6 +108,15 @@ type Batch struct {
 // NewBatch starts an empty batch.
 func (e *Engine) NewBatch() *Batch { return &Batch{b: e.db.NewBatch()} }
 
+// NewBatchWithSize is NewBatch with room for about size bytes of records
+// from the start (0: as NewBatch).
+func (e *Engine) NewBatchWithSize(size int) *Batch {
+	if size <= 0 {
+		return e.NewBatch()
+	}
+	return &Batch{b: e.db.NewBatchWithSize(size)}
+}
+
 // Commit writes the batch; with sync it returns only after an fsync.
 func (e *Engine) Commit(b *Batch, sync bool) error {
 	opt := pebble.NoSync
