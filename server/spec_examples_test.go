@@ -21,9 +21,15 @@ func TestSpecWorkedExamples(t *testing.T) {
 	if testing.Short() {
 		t.Skip("TTL waits and 1005 writes")
 	}
-	m := startMember(t, etcdHistory)
-	s := newSuite(t, m, memberVersion)
-	s.run(t, workedExamples())
+	// Both client-port servers (--client-http): the lean one and net/http
+	// must give the same answers.
+	for _, mode := range []string{server.ClientHTTPLean, server.ClientHTTPStd} {
+		t.Run(mode, func(t *testing.T) {
+			m := startMember(t, etcdHistory, func(c *server.Config) { c.ClientHTTP = mode })
+			s := newSuite(t, m, memberVersion)
+			s.run(t, workedExamples())
+		})
+	}
 }
 
 // etcdHistory keeps etcd's watch history window, the last 1000 events

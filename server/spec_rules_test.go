@@ -19,16 +19,22 @@ func TestSpecRules(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for a TTL expiry")
 	}
-	m := startMember(t)
-	s := newSuite(t, m, memberVersion)
-	var steps []step
-	for _, g := range [][]step{
-		hiddenRules(), rootRules(), dirFileRules(), ttlRules(), refreshRules(), validationRules(),
-		bodyLimitRules(), keyPathRules(), quorumAndHeadRules(), watchRules(), statsRules(), endpointRules(),
-	} {
-		steps = append(steps, g...)
+	// Both client-port servers (--client-http): the lean one and net/http
+	// must give the same answers.
+	for _, mode := range []string{server.ClientHTTPLean, server.ClientHTTPStd} {
+		t.Run(mode, func(t *testing.T) {
+			m := startMember(t, func(c *server.Config) { c.ClientHTTP = mode })
+			s := newSuite(t, m, memberVersion)
+			var steps []step
+			for _, g := range [][]step{
+				hiddenRules(), rootRules(), dirFileRules(), ttlRules(), refreshRules(), validationRules(),
+				bodyLimitRules(), keyPathRules(), quorumAndHeadRules(), watchRules(), statsRules(), endpointRules(),
+			} {
+				steps = append(steps, g...)
+			}
+			s.run(t, steps)
+		})
 	}
-	s.run(t, steps)
 }
 
 // mark reads the current store index into the template's mark.
