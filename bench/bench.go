@@ -53,6 +53,20 @@ type Result struct {
 	Max      time.Duration
 	// FirstError is the first failure seen, if any.
 	FirstError error
+	// ServerCPU is the CPU time the servers behind the endpoints used
+	// during the run, from their process_cpu_seconds_total (10 ms steps);
+	// ServerCPUKnown is false when an endpoint does not serve /metrics.
+	ServerCPU      time.Duration
+	ServerCPUKnown bool
+}
+
+// ServerCPUPerOp is the servers' CPU time per completed operation (0 when
+// unknown).
+func (r Result) ServerCPUPerOp() time.Duration {
+	if !r.ServerCPUKnown || r.Ops == 0 {
+		return 0
+	}
+	return r.ServerCPU / time.Duration(r.Ops)
 }
 
 // OpsPerSec is the throughput of the run.
@@ -66,8 +80,12 @@ func (r Result) String() string {
 }
 
 func (r Result) summary() string {
-	return fmt.Sprintf("%-6s clients=%-4d ops=%-8d errors=%-4d %9.0f ops/s  p50=%-9s p99=%-9s max=%s",
+	s := fmt.Sprintf("%-6s clients=%-4d ops=%-8d errors=%-4d %9.0f ops/s  p50=%-9s p99=%-9s max=%s",
 		r.Workload, r.Clients, r.Ops, r.Errors, r.OpsPerSec(), r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
+	if r.ServerCPUKnown && r.Ops > 0 {
+		s += fmt.Sprintf("  server-cpu/op=%.1fµs", float64(r.ServerCPU)/float64(r.Ops)/1e3)
+	}
+	return s
 }
 
 // Run drives the workload and returns its summary.
@@ -137,6 +155,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		remaining--
 		return true
 	}
+	// The servers' CPU counters around the run (not the preload); the
+	// scrapes themselves cost them well under a millisecond.
+	metricsClient := &http.Client{Transport: &http.Transport{}}
+	defer metricsClient.CloseIdleConnections()
+	cpu0, cpuKnown := serverCPU(ctx, metricsClient, cfg.Endpoints)
 	start := time.Now()
 	for i := 0; i < cfg.Clients; i++ {
 		wg.Add(1)
@@ -172,8 +195,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu1, cpuKnown1 := serverCPU(ctx, metricsClient, cfg.Endpoints)
 	slices.Sort(lat)
 	res := Result{Workload: cfg.Workload, Clients: cfg.Clients, Ops: len(lat), Errors: errs, Elapsed: elapsed, FirstError: firstErr}
+	if cpuKnown && cpuKnown1 && cpu1 >= cpu0 {
+		res.ServerCPU, res.ServerCPUKnown = time.Duration((cpu1-cpu0)*float64(time.Second)), true
+	}
 	if len(lat) > 0 {
 		res.P50 = lat[len(lat)*50/100]
 		res.P99 = lat[min(len(lat)-1, len(lat)*99/100)]

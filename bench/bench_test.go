@@ -2,9 +2,13 @@ package bench_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +35,11 @@ func TestRunEveryWorkload(t *testing.T) {
 			}
 			if res.Ops != 200 || res.Errors != 0 || res.P50 <= 0 || res.P99 < res.P50 || res.OpsPerSec() <= 0 {
 				t.Fatalf("%s %s: %+v", hc, wl, res)
+			}
+			// The member serves process_cpu_seconds_total (here the whole
+			// test process's, load included).
+			if !res.ServerCPUKnown || !strings.Contains(res.String(), "server-cpu/op=") {
+				t.Fatalf("%s %s: no server CPU: %s", hc, wl, res)
 			}
 		}
 	}
@@ -77,5 +86,40 @@ func TestLongPollDeliversEveryEvent(t *testing.T) {
 	}
 	if res.ToAllP99 < res.ToAllP50 || res.ToAllMax < res.ToAllP99 || res.DeliveriesPerSec <= 0 {
 		t.Fatalf("latencies %+v", res)
+	}
+}
+
+// TestServerCPU: the servers' CPU per operation comes from their
+// process_cpu_seconds_total around the run, read from /metrics at the
+// endpoint's root whatever its path, and is reported unknown, not zero,
+// when a server does not serve it.
+func TestServerCPU(t *testing.T) {
+	var cpu atomic.Int64 // centiseconds; each PUT costs the fake server 10 ms
+	var withMetrics atomic.Bool
+	withMetrics.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/metrics" && withMetrics.Load():
+			fmt.Fprintf(w, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.2f\n", float64(cpu.Load())/100)
+		case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/ignored/path/v2/keys/"):
+			cpu.Add(1)
+			w.WriteHeader(http.StatusCreated)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	res, err := bench.Run(context.Background(), bench.Config{Endpoints: []string{srv.URL + "/ignored/path"}, Workload: bench.WorkloadPut, Requests: 50})
+	if err != nil || res.Ops != 50 {
+		t.Fatalf("%v %+v", err, res)
+	}
+	if !res.ServerCPUKnown || res.ServerCPU != 500*time.Millisecond || res.ServerCPUPerOp() != 10*time.Millisecond ||
+		!strings.Contains(res.String(), "server-cpu/op=10000.0µs") {
+		t.Fatalf("server CPU %v (known %v), per op %v: %s", res.ServerCPU, res.ServerCPUKnown, res.ServerCPUPerOp(), res)
+	}
+	withMetrics.Store(false)
+	res, err = bench.Run(context.Background(), bench.Config{Endpoints: []string{srv.URL + "/ignored/path"}, Workload: bench.WorkloadPut, Requests: 5})
+	if err != nil || res.ServerCPUKnown || res.ServerCPUPerOp() != 0 || strings.Contains(res.String(), "server-cpu") {
+		t.Fatalf("without /metrics: %v %+v", err, res)
 	}
 }

@@ -80,10 +80,12 @@ cairn_ep=${cairn_urls%%,*}
 rows=("put 1" "put 64" "get 64" "qget 64" "mixed 64")
 [ "$MEMBERS" = 1 ] && rows=("put 1" "put 64" "put 256" "get 64" "qget 64" "mixed 64")
 
-declare -A ops
-measure() { # kind ep workload clients → ops/s
+declare -A ops cpu
+# measure kind ep workload clients → "ops/s server-CPU-µs-per-op" (the CPU of
+# the member under load, from its process_cpu_seconds_total; "-" if none)
+measure() {
   "$BIN" bench --endpoints "$2" --workload "$3" --clients "$4" --duration "$BENCHTIME" --http-client "$CLIENT" |
-    sed -n 's/.* \([0-9][0-9]*\) ops\/s.*/\1/p'
+    sed -n 's/.* \([0-9][0-9]*\) ops\/s.*/\1 &/p' | awk '{c="-"; if (match($0, /server-cpu\/op=[0-9.]+/)) c=substr($0, RSTART+14, RLENGTH-14); print $1, c}'
 }
 # Warm-up, not counted: a fresh Pebble appends to a new WAL file, and an
 # fsync after an append also commits the file's new size, until its first
@@ -99,17 +101,27 @@ echo "$MEMBERS member(s) each, on-disk, $BENCHTIME per row, $ROUNDS rounds, rows
 for ((r = 1; r <= ROUNDS; r++)); do
   for row in "${rows[@]}"; do
     set -- $row
-    ops["etcd $row"]+="$(measure etcd "$etcd_ep" "$1" "$2") "
-    ops["cairn $row"]+="$(measure cairn "$cairn_ep" "$1" "$2") "
+    for kind in etcd cairn; do
+      ep=$etcd_ep
+      [ "$kind" = cairn ] && ep=$cairn_ep
+      read -r o c <<<"$(measure "$kind" "$ep" "$1" "$2")"
+      ops["$kind $row"]+="$o "
+      cpu["$kind $row"]+="$c "
+    done
   done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-printf '%-14s %12s %12s %8s\n' workload "etcd ops/s" "Cairn ops/s" ratio
+printf '%-14s %12s %12s %8s %14s %14s %8s\n' workload "etcd ops/s" "Cairn ops/s" ratio "etcd cpu/op" "Cairn cpu/op" "ratio"
 for row in "${rows[@]}"; do
   e=$(echo "${ops["etcd $row"]}" | median)
   c=$(echo "${ops["cairn $row"]}" | median)
-  printf '%-14s %12s %12s %7.2fx   (etcd: %s| Cairn: %s)\n' "$row" "$e" "$c" "$(awk -v c="$c" -v e="$e" 'BEGIN { print (e > 0 ? c / e : 0) }')" "${ops["etcd $row"]}" "${ops["cairn $row"]}"
+  ec=$(echo "${cpu["etcd $row"]}" | tr ' ' '\n' | grep -v -- '-' | median)
+  cc=$(echo "${cpu["cairn $row"]}" | tr ' ' '\n' | grep -v -- '-' | median)
+  printf '%-14s %12s %12s %7.2fx %12sµs %12sµs %7.2fx   (etcd: %s| Cairn: %s)\n' "$row" "$e" "$c" \
+    "$(awk -v c="$c" -v e="$e" 'BEGIN { print (e > 0 ? c / e : 0) }')" "${ec:--}" "${cc:--}" \
+    "$(awk -v c="${cc:-0}" -v e="${ec:-0}" 'BEGIN { print (e > 0 ? c / e : 0) }')" "${ops["etcd $row"]}" "${ops["cairn $row"]}"
 done
+echo "cpu/op: server CPU per operation of the member under load (process_cpu_seconds_total around each pass, median)"
 
 if [ "$WATCH" = 1 ] && [ "$MEMBERS" = 1 ]; then
   echo "1,000 long-poll watchers, 10 writes/s (ack→all and ack→each delivery latency):"
