@@ -82,8 +82,8 @@ func (r Result) String() string {
 func (r Result) summary() string {
 	s := fmt.Sprintf("%-6s clients=%-4d ops=%-8d errors=%-4d %9.0f ops/s  p50=%-9s p99=%-9s max=%s",
 		r.Workload, r.Clients, r.Ops, r.Errors, r.OpsPerSec(), r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
-	if r.ServerCPUKnown && r.Ops > 0 {
-		s += fmt.Sprintf("  server-cpu/op=%.1fµs", float64(r.ServerCPU)/float64(r.Ops)/1e3)
+	if per := r.ServerCPUPerOp(); per > 0 {
+		s += fmt.Sprintf("  server-cpu/op=%.1fµs", float64(per)/1e3)
 	}
 	return s
 }

@@ -212,6 +212,20 @@ func TestSnapshotStage(t *testing.T) {
 	if names := stagedFiles(t, stage); len(names) != 1 || !strings.HasPrefix(names[0], "0000000000000009-") {
 		t.Fatalf("after a restore at 5: %v", names)
 	}
+	stage.drop([]byte("plain snapshot data")) // not a reference: nothing happens
+	if names := stagedFiles(t, stage); len(names) != 1 {
+		t.Fatalf("dropping plain data removed a staged file: %v", names)
+	}
+	stage.drop(refs[1])
+	if _, staged, err := stage.open(refs[1]); !staged || err == nil {
+		t.Fatalf("a dropped staged file opened: staged %v, %v", staged, err)
+	}
+	// A file a crashed run left behind.
+	if f, err := stage.create(20); err != nil {
+		t.Fatal(err)
+	} else {
+		_ = f.Close()
+	}
 	if _, err := NewSnapshotStage(dir); err != nil {
 		t.Fatal(err)
 	}

@@ -70,18 +70,35 @@ func (s *SnapshotStage) reference(f *os.File) []byte {
 // a snapshot's own data (what a stage-less member or the simulation
 // sends).
 func (s *SnapshotStage) open(data []byte) (f *os.File, staged bool, err error) {
-	if s == nil || !bytes.HasPrefix(data, []byte(stagedPrefix)) {
+	path, staged := s.path(data)
+	if !staged {
 		return nil, false, nil
 	}
-	rest, ok := strings.CutPrefix(string(data[len(stagedPrefix):]), s.token+"/")
-	if !ok || strings.ContainsAny(rest, `/\`) || !strings.HasSuffix(rest, stagedSuffix) {
-		return nil, false, nil // not one of this process's: plain data
-	}
-	f, err = os.Open(filepath.Join(s.dir, rest))
-	if err != nil {
+	if f, err = os.Open(path); err != nil {
 		return nil, true, fmt.Errorf("open staged snapshot: %w", err)
 	}
 	return f, true, nil
+}
+
+// path is the staged file data refers to; false when data is a snapshot's
+// own data, or names no file of this process's stage.
+func (s *SnapshotStage) path(data []byte) (string, bool) {
+	if s == nil || !bytes.HasPrefix(data, []byte(stagedPrefix)) {
+		return "", false
+	}
+	rest, ok := strings.CutPrefix(string(data[len(stagedPrefix):]), s.token+"/")
+	if !ok || strings.ContainsAny(rest, `/\`) || !strings.HasSuffix(rest, stagedSuffix) {
+		return "", false
+	}
+	return filepath.Join(s.dir, rest), true
+}
+
+// drop deletes the staged file data refers to, if any: a snapshot that
+// never reached raft.
+func (s *SnapshotStage) drop(data []byte) {
+	if path, staged := s.path(data); staged {
+		_ = os.Remove(path)
+	}
 }
 
 // remove deletes the staged file f, already closed or not.

@@ -468,7 +468,7 @@ func (t *HTTPTransport) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	m, size, err := readSnapshot(r.Body, t.cfg.MaxSnapshotBytes, stage)
 	if err == nil && (m.GetTo() != t.cfg.ID || (from != 0 && m.GetFrom() != from)) {
 		err = fmt.Errorf("%w: snapshot from %s to %s on a connection from %s", errBadFrame, hexID(m.GetFrom()), hexID(m.GetTo()), hexID(from))
-		t.dropStaged(m)
+		stage.drop(m.GetSnapshot().GetData())
 	}
 	if err != nil {
 		t.log.Warn("bad snapshot from peer", "from", hexID(from), "err", err)
@@ -479,18 +479,11 @@ func (t *HTTPTransport) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	t.log.Info("received snapshot", "from", hexID(from), "index", m.GetSnapshot().GetMetadata().GetIndex(), "bytes", size,
 		"staged", stage != nil, "took", time.Since(start))
 	if err := recv.Step(r.Context(), m); err != nil {
-		t.dropStaged(m)
+		stage.drop(m.GetSnapshot().GetData())
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// dropStaged removes the staged file of a snapshot that never reached raft.
-func (t *HTTPTransport) dropStaged(m *raftpb.Message) {
-	if f, staged, err := t.cfg.SnapshotStage.open(m.GetSnapshot().GetData()); staged && err == nil {
-		t.cfg.SnapshotStage.remove(f)
-	}
 }
 
 func (t *HTTPTransport) serveProbing(w http.ResponseWriter, r *http.Request) {

@@ -389,7 +389,7 @@ func (s *Server) serveClient(ln net.Listener, h http.Handler) httpServer {
 		Plain:             httpapi.Plain,
 		Fallback:          s.newHTTPServer(h),
 		ReadHeaderTimeout: readHeaderTimeout,
-		ErrorLog:          s.fallbackLog(),
+		ErrorLog:          s.httpErrorLog(),
 	}
 	s.goBackground(func() {
 		if err := ls.Serve(ln); err != nil && !errors.Is(err, leanhttp.ErrServerClosed) {
@@ -406,11 +406,12 @@ func (s *Server) newHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
-		ErrorLog:          s.fallbackLog(),
+		ErrorLog:          s.httpErrorLog(),
 	}
 }
 
-func (s *Server) fallbackLog() *log.Logger {
+// httpErrorLog receives the HTTP servers' own errors, at debug level.
+func (s *Server) httpErrorLog() *log.Logger {
 	return slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug)
 }
 

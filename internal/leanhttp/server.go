@@ -74,10 +74,8 @@ type Server struct {
 	mu         sync.Mutex
 	listeners  map[net.Listener]struct{}
 	conns      map[*conn]struct{}
-	handoff    *handoffListener
-	fallbackUp bool
+	handoff    *handoffListener // the fallback server's; nil until it runs
 	inShutdown atomic.Bool
-	fallbackWG sync.WaitGroup
 }
 
 // Serve accepts connections on ln until Shutdown or Close, and always
@@ -129,16 +127,13 @@ func (s *Server) track(ln net.Listener) bool {
 		s.conns = make(map[*conn]struct{})
 	}
 	s.listeners[ln] = struct{}{}
-	if !s.fallbackUp && s.Fallback != nil {
-		s.fallbackUp = true
+	if s.handoff == nil && s.Fallback != nil {
 		s.handoff = newHandoffListener(ln.Addr())
-		s.fallbackWG.Add(1)
-		go func() {
-			defer s.fallbackWG.Done()
-			if err := s.Fallback.Serve(s.handoff); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		go func(l *handoffListener) {
+			if err := s.Fallback.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.logf("leanhttp: fallback server: %v", err)
 			}
-		}()
+		}(s.handoff)
 	}
 	return true
 }
@@ -237,10 +232,11 @@ func (s *Server) Close() error {
 func (s *Server) stopHandoffs() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.handoff != nil {
-		s.handoff.Close()
+	if s.handoff == nil {
+		return false
 	}
-	return s.fallbackUp
+	_ = s.handoff.Close()
+	return true
 }
 
 func (s *Server) closeListeners() {
@@ -550,11 +546,10 @@ func (c *replayConn) SyscallConn() (syscall.RawConn, error) {
 // handoffListener is the fallback server's listener: Accept returns the
 // connections handed off.
 type handoffListener struct {
-	addr   net.Addr
-	conns  chan net.Conn
-	mu     sync.Mutex
-	closed bool
-	done   chan struct{}
+	addr  net.Addr
+	conns chan net.Conn
+	once  sync.Once
+	done  chan struct{}
 }
 
 func newHandoffListener(addr net.Addr) *handoffListener {
@@ -581,12 +576,7 @@ func (l *handoffListener) Accept() (net.Conn, error) {
 }
 
 func (l *handoffListener) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.closed {
-		l.closed = true
-		close(l.done)
-	}
+	l.once.Do(func() { close(l.done) })
 	return nil
 }
 
