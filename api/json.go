@@ -103,8 +103,12 @@ func (n *Node) UnmarshalJSON(data []byte) error {
 }
 
 // AppendJSON appends the event's compact JSON and a trailing newline to b,
-// exactly as a /v2/keys response or watch notification carries it.
+// exactly as a /v2/keys response or watch notification carries it. TTLs are
+// computed as of e.At when it is set, else as of now.
 func (e *Event) AppendJSON(b *bytes.Buffer, now time.Time) {
+	if e.At != 0 {
+		now = time.Unix(0, e.At)
+	}
 	b.WriteString(`{"action":`)
 	writeString(b, e.Action)
 	if e.Node != nil {

@@ -176,9 +176,10 @@ func keyPath(p string) string {
 
 // cmd builds the replicated command for a write (spec §4.2–4.4). now stamps
 // the TTL at the edge: Expiration = now + ttl seconds, saturating at the
-// int64 limit.
+// int64 limit; the command carries now too, the instant its event's TTLs
+// are shown as of.
 func (kr *keyRequest) cmd(method string, now time.Time) storage.Cmd {
-	c := storage.Cmd{Path: kr.key}
+	c := storage.Cmd{Path: kr.key, Now: now.UnixNano()}
 	switch method {
 	case http.MethodDelete:
 		if kr.prevIndex > 0 || kr.prevValue != "" {

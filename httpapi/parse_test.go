@@ -294,8 +294,10 @@ func TestDispatch(t *testing.T) {
 			if len(cmds) != 1 {
 				t.Fatalf("%d commands proposed, want 1", len(cmds))
 			}
-			if cmds[0] != tc.want {
-				t.Errorf("cmd = %+v\nwant  %+v", cmds[0], tc.want)
+			want := tc.want
+			want.Now = fixedNow.UnixNano() // every write carries its arrival time
+			if cmds[0] != want {
+				t.Errorf("cmd = %+v\nwant  %+v", cmds[0], want)
 			}
 		})
 	}

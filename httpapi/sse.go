@@ -341,7 +341,8 @@ func (rt *router) appendSSEFrame(b *bytes.Buffer, ev *api.Event) {
 	slot.Store(&sseFrameEntry{ev: ev, frame: bytes.Clone(b.Bytes()[start:])})
 }
 
-// timeless reports whether ev renders the same at any time (no TTL).
+// timeless reports whether ev renders the same at any time: it has no TTL,
+// or its TTLs are shown as of its own time.
 func timeless(ev *api.Event) bool {
-	return (ev.Node == nil || ev.Node.Expiration == 0) && (ev.PrevNode == nil || ev.PrevNode.Expiration == 0)
+	return ev.At != 0 || (ev.Node == nil || ev.Node.Expiration == 0) && (ev.PrevNode == nil || ev.PrevNode.Expiration == 0)
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the reference etcd (v3.5, the last line with the v2 API) from the
 # Go module proxy into bin/etcd, for side-by-side benchmarks
-# (scripts/compare.sh). Nothing of it is part of Cairn.
+# (scripts/compare.sh) and the differential tests (e2e/etcddiff_test.go).
+# Nothing of it is part of Cairn.
 set -euo pipefail
 ETCD_VERSION=${ETCD_VERSION:-v3.5.35}
 out=$(cd "$(dirname "$0")/.." && pwd)/bin/etcd

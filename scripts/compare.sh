@@ -15,6 +15,7 @@ BENCHTIME=${BENCHTIME:-5s}
 ROUNDS=${ROUNDS:-5}
 MEMBERS=${MEMBERS:-1}
 WATCH=${WATCH:-1} # 0 skips the long-poll watch row
+# ROWS: comma-separated "workload clients" rows to run instead of all
 WARMUP=${WARMUP:-10s} # uncounted writes to each server first (0s: none)
 CLIENT=${CLIENT:-wire} # the load generator's HTTP client: wire or std (net/http)
 
@@ -79,6 +80,8 @@ cairn_ep=${cairn_urls%%,*}
 
 rows=("put 1" "put 64" "get 64" "qget 64" "mixed 64")
 [ "$MEMBERS" = 1 ] && rows=("put 1" "put 64" "put 256" "get 64" "qget 64" "mixed 64")
+# ROWS="put 1,put 64" runs only those rows.
+if [ -n "${ROWS:-}" ]; then IFS=, read -r -a rows <<<"$ROWS"; fi
 
 declare -A ops cpu
 # measure kind ep workload clients → "ops/s server-CPU-µs-per-op" (the CPU of

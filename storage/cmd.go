@@ -59,7 +59,10 @@ type Cmd struct {
 	// Expiration is the absolute expiry in unix nanoseconds (0: permanent),
 	// computed as arrival time + ttl by the member that took the request.
 	Expiration int64
-	// Now is the leader's clock for OpExpire, in unix nanoseconds.
+	// Now is a clock reading in unix nanoseconds: the leader's for
+	// OpExpire (what has expired), the receiving member's arrival time for
+	// the other writes (their events show remaining TTLs as of then, see
+	// api.Event.At; 0 in entries written before it was stamped).
 	Now int64
 }
 

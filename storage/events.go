@@ -257,9 +257,11 @@ func (l *EventLog) Trim(now time.Time) error {
 //
 //	byte    version (eventRecordVersion)
 //	byte    action code (eventActions; 0: the action follows as uvarint-length bytes)
-//	byte    flags (evRecRefresh, evRecNode, evRecPrevNode)
+//	byte    flags (evRecRefresh, evRecNode, evRecPrevNode, evRecAt)
 //	node    when evRecNode
 //	node    when evRecPrevNode
+//	varint  Event.At (unix ns) when evRecAt: only when a node has an
+//	        expiration (records without it show TTLs as of the read)
 //
 // node:
 //
@@ -277,7 +279,8 @@ const (
 	evRecRefresh byte = 1 << iota
 	evRecNode
 	evRecPrevNode
-	evRecKnownFlags = evRecRefresh | evRecNode | evRecPrevNode
+	evRecAt
+	evRecKnownFlags = evRecRefresh | evRecNode | evRecPrevNode | evRecAt
 )
 
 const (
@@ -308,6 +311,9 @@ func appendEventRecord(dst []byte, ev *api.Event) ([]byte, error) {
 	if ev.PrevNode != nil {
 		flags |= evRecPrevNode
 	}
+	if ev.At != 0 && expires(ev) {
+		flags |= evRecAt // only a TTL makes the time show
+	}
 	dst = append(dst, eventRecordVersion, code, flags)
 	if code == 0 {
 		dst = binary.AppendUvarint(dst, uint64(len(ev.Action)))
@@ -319,7 +325,15 @@ func appendEventRecord(dst []byte, ev *api.Event) ([]byte, error) {
 	if ev.PrevNode != nil {
 		dst = appendEventNode(dst, ev.PrevNode)
 	}
+	if flags&evRecAt != 0 {
+		dst = binary.AppendVarint(dst, ev.At)
+	}
 	return dst, nil
+}
+
+// expires reports whether a node of ev has an expiration (a TTL).
+func expires(ev *api.Event) bool {
+	return ev.Node != nil && ev.Node.Expiration != 0 || ev.PrevNode != nil && ev.PrevNode.Expiration != 0
 }
 
 func appendEventNode(dst []byte, n *api.Node) []byte {
@@ -371,6 +385,11 @@ func decodeEventRecord(b []byte) (*api.Event, error) {
 	}
 	if flags&evRecPrevNode != 0 {
 		ev.PrevNode = d.node()
+	}
+	if flags&evRecAt != 0 {
+		if ev.At = d.varint(); d.err == nil && (ev.At == 0 || !expires(ev)) {
+			d.fail("event time without a TTL to show")
+		}
 	}
 	if d.err != nil {
 		return nil, d.err

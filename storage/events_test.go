@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,6 +179,26 @@ func TestEventLogEmptyOpen(t *testing.T) {
 	}
 }
 
+// TestEventRecordTime: an event's time is kept only when a TTL makes it
+// show, and a record claiming a time without a TTL is corrupt.
+func TestEventRecordTime(t *testing.T) {
+	timeless := &api.Event{Action: api.ActionSet, At: 99, Node: &api.Node{Key: "/a", Value: "v", ModifiedIndex: 1, CreatedIndex: 1}}
+	enc, err := appendEventRecord(nil, timeless)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeEventRecord(enc)
+	if err != nil || got.At != 0 {
+		t.Fatalf("timeless event decoded with At %d, %v; want 0", got.At, err)
+	}
+	forged := append([]byte(nil), enc...)
+	forged[2] |= evRecAt
+	forged = append(forged, 0x02)
+	if _, err := decodeEventRecord(forged); !errors.Is(err, ErrEventCorrupt) {
+		t.Fatalf("time without a TTL decoded: %v", err)
+	}
+}
+
 func TestEventRecordRoundTrip(t *testing.T) {
 	for _, ev := range []*api.Event{
 		{Action: api.ActionSet, Node: &api.Node{Key: "/message", Value: "Hello", ModifiedIndex: 1, CreatedIndex: 1}},
@@ -188,6 +209,9 @@ func TestEventRecordRoundTrip(t *testing.T) {
 		{Action: api.ActionUpdate, Refresh: true, Node: &api.Node{Key: "/s", Value: "v", Expiration: 7}},
 		{Action: "somethingNew", Node: &api.Node{Key: "/x"}},
 		{Action: api.ActionGet},
+		{Action: api.ActionSet, At: 1795678342954115175, Node: &api.Node{Key: "/t", Value: "v", Expiration: 1795678344954115175, ModifiedIndex: 3, CreatedIndex: 3}},
+		{Action: api.ActionSet, At: -5, Node: &api.Node{Key: "/t", Value: "v", ModifiedIndex: 4, CreatedIndex: 4},
+			PrevNode: &api.Node{Key: "/t", Value: "v", Expiration: 9, ModifiedIndex: 3, CreatedIndex: 3}},
 	} {
 		enc, err := appendEventRecord(nil, ev)
 		if err != nil {
@@ -230,4 +254,40 @@ func FuzzEventRecord(f *testing.F) {
 			t.Fatalf("re-encoding %+v gave %+v, %v", ev, again, err)
 		}
 	})
+}
+
+// TestHistoryKeepsTTLOfTheWrite: a watch replayed from the history shows
+// the remaining TTLs of the moment of the write, as the write's answer did
+// and as etcd's history does, however much later it is read, and after a
+// restart too.
+func TestHistoryKeepsTTLOfTheWrite(t *testing.T) {
+	h := newTreeHarness(t)
+	t0 := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
+	set := Cmd{Op: OpSet, Path: "/lease", Value: "a", Now: t0.UnixNano(), Expiration: t0.Add(100 * time.Second).UnixNano()}
+	upd := Cmd{Op: OpSet, Path: "/lease", Value: "b", Now: t0.Add(40 * time.Second).UnixNano()}
+	for _, c := range []Cmd{set, upd} {
+		if _, aerr := h.apply(c); aerr != nil {
+			t.Fatal(aerr)
+		}
+	}
+	want := []string{
+		`{"action":"set","node":{"key":"/lease","value":"a","expiration":"2026-12-07T04:01:40Z","ttl":100,"modifiedIndex":1,"createdIndex":1}}`,
+		`{"action":"set","node":{"key":"/lease","value":"b","modifiedIndex":2,"createdIndex":2},"prevNode":{"key":"/lease","value":"a","expiration":"2026-12-07T04:01:40Z","ttl":60,"modifiedIndex":1,"createdIndex":1}}`,
+	}
+	check := func(h *treeHarness) {
+		t.Helper()
+		evs := historyOf(t, h.tree.Events())
+		if len(evs) != len(want) {
+			t.Fatalf("%d events in the history, want %d", len(evs), len(want))
+		}
+		for i, ev := range evs {
+			var b bytes.Buffer
+			ev.AppendJSON(&b, t0.Add(90*time.Second)) // read much later
+			if got := strings.TrimSpace(b.String()); got != want[i] {
+				t.Errorf("event %d replayed as\n%s\nwant\n%s", i, got, want[i])
+			}
+		}
+	}
+	check(h)
+	check(h.reopen())
 }

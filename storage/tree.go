@@ -197,6 +197,9 @@ func (t *Tree) Apply(b *Batch, raftIndex uint64, c *Cmd) (*api.Event, *api.Error
 	if err != nil {
 		return nil, nil, fmt.Errorf("apply %s %q at raft index %d: %w", c.Op, c.Path, raftIndex, err)
 	}
+	if ev != nil && expires(ev) {
+		ev.At = c.Now // the instant its TTLs are shown as of (api.Event.At)
+	}
 	t.stats.countWrite(c.Op, aerr == nil)
 	logged := ev // the watch history records successes only
 	if aerr != nil {

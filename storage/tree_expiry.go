@@ -139,6 +139,7 @@ func (t *Tree) ApplyExpire(b *Batch, raftIndex uint64, now int64) ([]*api.Event,
 		// The remaining TTL of an expired node is <= 0: show the
 		// expiration, never a ttl (§4.5).
 		ev.PrevNode.HideTTL = true
+		ev.At = now
 		evs = append(evs, ev)
 	}
 	t.stats.countExpired(len(evs))

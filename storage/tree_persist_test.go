@@ -22,7 +22,7 @@ func treeCmdLog(seed uint64, n int) []Cmd {
 	var log []Cmd
 	for len(log) < n {
 		clock += time.Duration(rng.IntN(400)) * time.Millisecond
-		c := Cmd{Path: paths[rng.IntN(len(paths))], Value: fmt.Sprintf("v%d", rng.IntN(5))}
+		c := Cmd{Path: paths[rng.IntN(len(paths))], Value: fmt.Sprintf("v%d", rng.IntN(5)), Now: at(clock)}
 		switch r := rng.IntN(100); {
 		case r < 30:
 			c.Op, c.Dir = OpSet, rng.IntN(6) == 0

@@ -1,0 +1,690 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The differential tests send the same requests to a real etcd v3.5 (with
+// its v2 API enabled) and to a cairn member, both fresh, and compare what a
+// client sees: status, Content-Type, X-Etcd-Index and the JSON body. Indexes
+// are compared relative to each server's index at the start (etcd's store
+// starts at 3 after its own membership entries, Cairn's at 0), expirations
+// are compared only for presence and TTLs to within a second, and the
+// children of a directory listed without sorted=true in key order (etcd
+// lists them in map order). The spec's deliberate deviations (D-n) are
+// recognised by deviation() and reported, not failed.
+//
+// The etcd binary comes from CAIRN_ETCD or bin/etcd (make etcd); without it
+// the tests skip, saying so loudly.
+
+var (
+	diffSeed = flag.Uint64("etcddiff.seed", 0, "seed of TestRandomAgainstEtcd (0: from the clock)")
+	diffOps  = flag.Int("etcddiff.ops", 600, "requests per random sequence of TestRandomAgainstEtcd")
+)
+
+// etcdBinary returns the reference etcd's path, or skips the test.
+func etcdBinary(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("CAIRN_ETCD")
+	if p == "" {
+		p = filepath.Join("..", "bin", "etcd")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("SKIPPED LOUDLY: no reference etcd at %s (run `make etcd`, or set CAIRN_ETCD): the differential tests against etcd v3.5 did not run", p)
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// startEtcd runs a single-member etcd with the v2 API and returns its client URL.
+func startEtcd(t *testing.T, bin string) string {
+	t.Helper()
+	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "--name", "diff", "--data-dir", filepath.Join(t.TempDir(), "etcd"),
+		"--enable-v2", "--log-level", "error",
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "diff="+peer)
+	cmd.Stderr = &logs
+	cmd.Stdout = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(client + "/health")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), `"health":"true"`) {
+				return client
+			}
+		}
+		select {
+		case <-exited:
+			t.Fatalf("etcd exited during start:\n%s", logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("etcd not healthy within 20s:\n%s", logs.String())
+	return ""
+}
+
+// startCairnForDiff runs a cairn member with the same name and peer URL
+// shape as the etcd one, so that cluster and member IDs can agree.
+func startCairnForDiff(t *testing.T) string {
+	t.Helper()
+	m := newMember(t)
+	m.name = "diff"
+	m.flags = []string{"--storage", "memory", "--initial-cluster", "diff=" + m.peerURL}
+	m.start()
+	return m.clientURL
+}
+
+// diffTarget is one server under comparison.
+type diffTarget struct {
+	name string
+	base string // client URL
+	idx0 uint64 // X-Etcd-Index at the start
+	hc   *http.Client
+}
+
+func newDiffTarget(t *testing.T, name, base string) *diffTarget {
+	t.Helper()
+	d := &diffTarget{name: name, base: base, hc: &http.Client{Timeout: 10 * time.Second}}
+	r := d.do(t, diffReq{method: "GET", path: "/v2/keys/"})
+	d.idx0 = r.etcdIndex
+	return d
+}
+
+// diffReq is one request: path with its raw query, and an optional form body.
+// Indexes in rel are relative; they are added to each server's start index
+// as the query parameter of that name.
+type diffReq struct {
+	method string
+	path   string // "/v2/keys/a?recursive=true"
+	form   url.Values
+	raw    string            // a raw body instead of form (Content-Type form-urlencoded)
+	rel    map[string]uint64 // prevIndex, waitIndex: relative
+	wait   bool              // a watch: a short client timeout is expected to end it
+}
+
+func (q diffReq) String() string {
+	s := q.method + " " + q.path
+	for k, v := range q.rel {
+		s += fmt.Sprintf(" %s=+%d", k, v)
+	}
+	if len(q.form) > 0 {
+		s += " body:" + q.form.Encode()
+	}
+	if q.raw != "" {
+		s += " body:" + q.raw
+	}
+	return s
+}
+
+// diffResp is what a client sees, normalised for comparison.
+type diffResp struct {
+	status    int
+	ctype     string
+	etcdIndex uint64 // raw
+	hasIndex  bool
+	body      any    // normalised JSON, or the trimmed text
+	timedOut  bool   // a watch that saw nothing
+	raw       string // for messages
+}
+
+func (d *diffTarget) do(t *testing.T, q diffReq) diffResp {
+	t.Helper()
+	u := d.base + q.path
+	if len(q.rel) > 0 {
+		sep := "?"
+		if strings.Contains(u, "?") {
+			sep = "&"
+		}
+		keys := make([]string, 0, len(q.rel))
+		for k := range q.rel {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			u += fmt.Sprintf("%s%s=%d", sep, k, d.idx0+q.rel[k])
+			sep = "&"
+		}
+	}
+	var body io.Reader
+	if q.raw != "" {
+		body = strings.NewReader(q.raw)
+	} else if len(q.form) > 0 {
+		body = strings.NewReader(q.form.Encode())
+	}
+	req, err := http.NewRequest(q.method, u, body)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	hc := d.hc
+	if q.wait {
+		hc = &http.Client{Timeout: 400 * time.Millisecond}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if q.wait {
+			return diffResp{timedOut: true}
+		}
+		t.Fatalf("%s %s: %v", d.name, q, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		if q.wait {
+			return diffResp{timedOut: true}
+		}
+		t.Fatalf("%s %s: read body: %v", d.name, q, err)
+	}
+	r := diffResp{status: resp.StatusCode, ctype: resp.Header.Get("Content-Type"), raw: string(b)}
+	if h := resp.Header.Get("X-Etcd-Index"); h != "" {
+		r.hasIndex = true
+		r.etcdIndex, _ = strconv.ParseUint(h, 10, 64)
+	}
+	var v any
+	if json.Unmarshal(b, &v) == nil {
+		if m, ok := v.(map[string]any); ok && q.rel["prevIndex"] != 0 {
+			if cause, ok := m["cause"].(string); ok {
+				m["cause"] = d.relCompareCause(cause)
+			}
+		}
+		r.body = d.normalise(v, "")
+	} else {
+		r.body = strings.TrimSpace(string(b))
+	}
+	return r
+}
+
+// normalise makes indexes relative, expirations and TTLs comparable and
+// unsorted listings ordered.
+func (d *diffTarget) normalise(v any, field string) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = d.normalise(e, k)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = d.normalise(e, field)
+		}
+		if field == "nodes" {
+			sort.SliceStable(out, func(i, j int) bool { return nodeKey(out[i]) < nodeKey(out[j]) })
+		}
+		return out
+	case float64:
+		switch field {
+		case "createdIndex", "modifiedIndex", "index":
+			if x == 0 { // an error found before the store was consulted
+				return x
+			}
+			return x - float64(d.idx0)
+		}
+		return x
+	case string:
+		switch field {
+		case "expiration":
+			return "<expiration>"
+		case "key":
+			return d.relKey(x)
+		}
+		return x
+	}
+	return v
+}
+
+// relCompareCause rewrites the indexes of a failed prevIndex comparison,
+// "[<prevIndex> != <modifiedIndex>]", relative to the start index.
+func (d *diffTarget) relCompareCause(cause string) string {
+	var a, b uint64
+	if n, err := fmt.Sscanf(cause, "[%d != %d]", &a, &b); err != nil || n != 2 {
+		return cause
+	}
+	return fmt.Sprintf("[%d != %d]", relIndex(a, d.idx0), relIndex(b, d.idx0))
+}
+
+// relKey rewrites the names made by in-order creation (POST), which are the
+// creating index in 20 digits, relative to the start index.
+func (d *diffTarget) relKey(key string) string {
+	segs := strings.Split(key, "/")
+	for i, s := range segs {
+		if len(s) != 20 {
+			continue
+		}
+		if n, err := strconv.ParseUint(s, 10, 64); err == nil && n >= d.idx0 {
+			segs[i] = fmt.Sprintf("%020d", n-d.idx0)
+		}
+	}
+	return strings.Join(segs, "/")
+}
+
+func nodeKey(v any) string {
+	if m, ok := v.(map[string]any); ok {
+		if s, ok := m["key"].(string); ok {
+			return s
+		}
+	}
+	return ""
+}
+
+// compare returns "" when a client could not tell the answers apart.
+func compareDiff(e, c diffResp, idx0e, idx0c uint64) string {
+	var diffs []string
+	if e.timedOut != c.timedOut {
+		return fmt.Sprintf("etcd timed out: %v, cairn timed out: %v (etcd %q, cairn %q)", e.timedOut, c.timedOut, e.raw, c.raw)
+	}
+	if e.timedOut {
+		return ""
+	}
+	if e.status != c.status {
+		diffs = append(diffs, fmt.Sprintf("status %d vs %d", e.status, c.status))
+	}
+	if mediaType(e.ctype) != mediaType(c.ctype) {
+		diffs = append(diffs, fmt.Sprintf("Content-Type %q vs %q", e.ctype, c.ctype))
+	}
+	if e.hasIndex != c.hasIndex {
+		diffs = append(diffs, fmt.Sprintf("X-Etcd-Index present %v vs %v", e.hasIndex, c.hasIndex))
+	} else if e.hasIndex && relIndex(e.etcdIndex, idx0e) != relIndex(c.etcdIndex, idx0c) {
+		diffs = append(diffs, fmt.Sprintf("X-Etcd-Index %d vs %d", relIndex(e.etcdIndex, idx0e), relIndex(c.etcdIndex, idx0c)))
+	}
+	if !sameJSON(e.body, c.body) {
+		diffs = append(diffs, "body differs")
+	}
+	if len(diffs) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s\n    etcd:  %d %s\n    cairn: %d %s", strings.Join(diffs, "; "), e.status, strings.TrimSpace(e.raw), c.status, strings.TrimSpace(c.raw))
+}
+
+// relIndex is an index relative to the server's start; 0 stays 0 (errors
+// found before the store was consulted carry index 0 on both).
+func relIndex(i, idx0 uint64) int64 {
+	if i == 0 {
+		return 0
+	}
+	return int64(i) - int64(idx0)
+}
+
+func mediaType(ct string) string {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.TrimSpace(strings.ToLower(mt))
+}
+
+// sameJSON compares normalised bodies; TTLs may differ by one second (the
+// two servers answer at different instants).
+func sameJSON(a, b any) bool {
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			w, ok := y[k]
+			if !ok {
+				return false
+			}
+			if k == "ttl" {
+				f, ok1 := v.(float64)
+				g, ok2 := w.(float64)
+				if ok1 && ok2 && f-g <= 1 && g-f <= 1 {
+					continue
+				}
+			}
+			if !sameJSON(v, w) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !sameJSON(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return a == b
+}
+
+// runDiff sends q to both and reports a difference that is not a documented deviation.
+func runDiff(t *testing.T, e, c *diffTarget, q diffReq) (diffResp, diffResp, bool) {
+	t.Helper()
+	er := e.do(t, q)
+	cr := c.do(t, q)
+	if msg := compareDiff(er, cr, e.idx0, c.idx0); msg != "" {
+		if dev := deviation(q, er, cr); dev != "" {
+			t.Logf("%s: documented deviation %s", q, dev)
+			return er, cr, true
+		}
+		t.Errorf("%s: %s", q, msg)
+		return er, cr, false
+	}
+	return er, cr, true
+}
+
+// deviation names the spec's deliberate deviation that explains a
+// difference, or "".
+func deviation(q diffReq, e, c diffResp) string {
+	// D-1: a directory's TTL changed with prevExist=true: etcd answers 500
+	// "Not a file"; Cairn the update event.
+	if e.status == 500 && strings.Contains(e.raw, "Not a file") && c.status == 200 && strings.Contains(c.raw, `"action":"update"`) {
+		return "D-1"
+	}
+	// D-12: a recursive watch replayed from the history: etcd returns an
+	// event on a hidden key below it, Cairn skips it (as both do live).
+	if q.wait && strings.Contains(q.path, "recursive=true") && e.status == 200 {
+		var ev struct{ Node struct{ Key string } }
+		if json.Unmarshal([]byte(e.raw), &ev) == nil && strings.Contains(ev.Node.Key, "/_") {
+			return "D-12"
+		}
+	}
+	return ""
+}
+
+func TestRequestsAgainstEtcd(t *testing.T) {
+	bin := etcdBinary(t)
+	e := newDiffTarget(t, "etcd", startEtcd(t, bin))
+	c := newDiffTarget(t, "cairn", startCairnForDiff(t))
+	form := func(kv ...string) url.Values {
+		v := url.Values{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			v.Add(kv[i], kv[i+1])
+		}
+		return v
+	}
+	put := func(path string, kv ...string) diffReq { return diffReq{method: "PUT", path: path, form: form(kv...)} }
+	get := func(path string) diffReq { return diffReq{method: "GET", path: path} }
+	del := func(path string) diffReq { return diffReq{method: "DELETE", path: path} }
+	reqs := []diffReq{
+		get("/v2/keys/"),
+		get("/v2/keys/missing"),
+		put("/v2/keys/a", "value", "1"),
+		put("/v2/keys/a", "value", "2", "prevExist", "true"),
+		put("/v2/keys/a", "value", "3", "prevExist", "false"),
+		put("/v2/keys/a", "value", "3", "prevExist", "maybe"),
+		put("/v2/keys/a", "value", "4", "prevValue", "2"),
+		put("/v2/keys/a", "value", "4", "prevValue", "nope"),
+		put("/v2/keys/a", "value", "5", "prevIndex", "abc"),
+		put("/v2/keys/a", "value", "5", "prevIndex", "0"),
+		put("/v2/keys/a", "value", "5", "prevIndex", "-1"),
+		put("/v2/keys/a", "value", "5", "prevValue", ""),
+		put("/v2/keys/a", "value", "6", "prevValue", "4", "prevExist", "false"),
+		put("/v2/keys/a", "value", "6", "prevValue", "4", "prevExist", "true"),
+		put("/v2/keys/a", "value", "x", "ttl", "abc"),
+		put("/v2/keys/a", "value", "x", "ttl", "-5"),
+		put("/v2/keys/zero", "value", "x", "ttl", "0"),
+		// etcd expires keys up to 500 ms late, Cairn within 100 ms: wait
+		// until both have (the expiry takes an index on both).
+		{method: "SLEEP"},
+		get("/v2/keys/zero"),
+		put("/v2/keys/a", "value", "x", "ttl", "1000"),
+		get("/v2/keys/a"),
+		put("/v2/keys/a", "value", "y", "ttl", ""),
+		get("/v2/keys/a"),
+		put("/v2/keys/a", "ttl", "500", "refresh", "true"),
+		put("/v2/keys/a", "ttl", "500", "refresh", "true", "prevExist", "true"),
+		put("/v2/keys/a", "value", "z", "ttl", "500", "refresh", "true"),
+		put("/v2/keys/a", "refresh", "true"),
+		put("/v2/keys/nope", "ttl", "500", "refresh", "true"),
+		put("/v2/keys/a/b", "value", "under a file"),
+		put("/v2/keys/d", "dir", "true"),
+		put("/v2/keys/d", "dir", "true"),
+		put("/v2/keys/d", "value", "v"),
+		put("/v2/keys/d", "dir", "true", "value", "v"),
+		put("/v2/keys/d", "dir", "true", "prevExist", "false"),
+		put("/v2/keys/d/e", "value", "1"),
+		put("/v2/keys/d/f/g", "value", "2"),
+		put("/v2/keys/d", "dir", "false"),
+		put("/v2/keys/d", "dir", "maybe"),
+		put("/v2/keys/d/e", "dir", "true", "prevExist", "true"),
+		get("/v2/keys/d"),
+		get("/v2/keys/d?recursive=true"),
+		get("/v2/keys/d?recursive=true&sorted=true"),
+		get("/v2/keys/d?sorted=true"),
+		get("/v2/keys/d?recursive=maybe"),
+		get("/v2/keys/d?sorted=1"),
+		get("/v2/keys/d?quorum=true"),
+		get("/v2/keys/d/f/g?recursive=true"),
+		get("/v2/keys/?recursive=true"),
+		{method: "POST", path: "/v2/keys/q", form: form("value", "first")},
+		{method: "POST", path: "/v2/keys/q", form: form("value", "second")},
+		{method: "POST", path: "/v2/keys/a", form: form("value", "on a file")},
+		{method: "POST", path: "/v2/keys/q", form: form("value", "x", "ttl", "abc")},
+		get("/v2/keys/q?recursive=true&sorted=true"),
+		del("/v2/keys/d"),
+		del("/v2/keys/d?dir=true"),
+		del("/v2/keys/d?recursive=maybe"),
+		del("/v2/keys/d/e?dir=true"),
+		del("/v2/keys/d/e?prevValue=2"),
+		del("/v2/keys/d/e?prevValue=1"),
+		del("/v2/keys/d/e?prevIndex=abc"),
+		del("/v2/keys/missing"),
+		del("/v2/keys/missing?recursive=true"),
+		put("/v2/keys/emptydir", "dir", "true"),
+		del("/v2/keys/emptydir?dir=true"),
+		put("/v2/keys/d2", "dir", "true"),
+		del("/v2/keys/d2?prevValue=x&dir=true"),
+		del("/v2/keys/d/f?recursive=true"),
+		del("/v2/keys/d?recursive=true"),
+		del("/v2/keys/?recursive=true"),
+		del("/v2/keys/"),
+		put("/v2/keys/", "value", "root"),
+		{method: "POST", path: "/v2/keys/", form: form("value", "at root")},
+		put("/v2/keys/_hidden", "value", "h"),
+		get("/v2/keys/_hidden"),
+		get("/v2/keys/?recursive=true&sorted=true"),
+		put("/v2/keys/hd/_h", "value", "h"),
+		put("/v2/keys/hd/v", "value", "v"),
+		get("/v2/keys/hd?recursive=true"),
+		put("/v2/keys/sp%20ace", "value", "s p"),
+		get("/v2/keys/sp%20ace"),
+		put("/v2/keys/%C3%BC/%E2%82%AC", "value", "ü€"),
+		get("/v2/keys/%C3%BC?recursive=true"),
+		put("/v2/keys/amp", "value", "a&b=c"),
+		get("/v2/keys/amp"),
+		put("/v2/keys/empty", "value", ""),
+		get("/v2/keys/empty"),
+		put("/v2/keys/novalue"),
+		get("/v2/keys/novalue"),
+		put("/v2/keys/dup", "value", "1", "value", "2"),
+		get("/v2/keys/dup"),
+		{method: "PUT", path: "/v2/keys/qs?value=fromquery"},
+		get("/v2/keys/qs"),
+		{method: "PUT", path: "/v2/keys/qs2?value=fromquery", form: form("value", "frombody")},
+		get("/v2/keys/qs2"),
+		put("/v2/keys/a//b", "value", "double slash"),
+		get("/v2/keys/a//b"),
+		put("/v2/keys/trail/", "value", "trailing"),
+		get("/v2/keys/trail"),
+		get("/v2/keys/trail/"),
+		{method: "PATCH", path: "/v2/keys/a"},
+		{method: "HEAD", path: "/v2/keys/a"},
+		{method: "PUT", path: "/v2/keys/bad", raw: "value=%zz"},
+		get("/v2/keys/a?wait=maybe"),
+		get("/v2/keys/a?wait=true&waitIndex=abc"),
+		{method: "GET", path: "/v2/keys/a?wait=true", rel: map[string]uint64{"waitIndex": 1}},
+		{method: "GET", path: "/v2/keys/?wait=true&recursive=true", rel: map[string]uint64{"waitIndex": 2}},
+		{method: "GET", path: "/v2/keys/d?wait=true&recursive=true", rel: map[string]uint64{"waitIndex": 1}},
+		get("/v2/nothing"),
+		get("/v2/keys"),
+		get("/health"),
+	}
+	for _, q := range reqs {
+		if q.method == "SLEEP" {
+			time.Sleep(1200 * time.Millisecond)
+			continue
+		}
+		runDiff(t, e, c, q)
+	}
+}
+
+// TestRandomAgainstEtcd runs a seeded random sequence of writes, reads,
+// deletes and history watches over a small key space on both servers.
+func TestRandomAgainstEtcd(t *testing.T) {
+	bin := etcdBinary(t)
+	seed := *diffSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (replay: go test ./e2e -run TestRandomAgainstEtcd -etcddiff.seed=%d)", seed, seed)
+	e := newDiffTarget(t, "etcd", startEtcd(t, bin))
+	c := newDiffTarget(t, "cairn", startCairnForDiff(t))
+	rng := rand.New(rand.NewPCG(seed, 7))
+	paths := []string{"/a", "/a/b", "/a/b/c", "/a/x", "/d", "/d/e", "/d/f/g", "/q", "/k", "/k/_h", "/_top", "/k/_h/in"}
+	values := []string{"1", "2", "v", "", "x y", "a&b=c", "ü"}
+	pick := func(s []string) string { return s[rng.IntN(len(s))] }
+	var lastIndex uint64 // relative, from the responses
+	failures := 0
+	deadline := time.Now().Add(2 * time.Minute)
+	for i := 0; i < *diffOps && time.Now().Before(deadline); i++ {
+		p := pick(paths)
+		var q diffReq
+		form := url.Values{}
+		switch op := rng.IntN(100); {
+		case op < 35: // set, with or without conditions
+			q = diffReq{method: "PUT", path: "/v2/keys" + p}
+			if rng.IntN(8) == 0 {
+				form.Set("dir", "true")
+			} else {
+				form.Set("value", pick(values))
+			}
+			switch rng.IntN(8) {
+			case 0:
+				form.Set("prevExist", "true")
+			case 1:
+				form.Set("prevExist", "false")
+			case 2:
+				form.Set("prevValue", pick(values))
+			case 3:
+				if lastIndex > 0 {
+					q.rel = map[string]uint64{"prevIndex": 1 + rng.Uint64N(lastIndex)}
+				}
+			case 4:
+				form.Set("ttl", strconv.Itoa(500+rng.IntN(500)))
+				if rng.IntN(3) == 0 {
+					form.Set("noValueOnSuccess", "true")
+				}
+			case 5:
+				form.Set("ttl", "")
+			case 6:
+				form.Set("ttl", "600")
+				form.Set("refresh", "true")
+				form.Del("value")
+			}
+			// An update with no value on a directory changes its TTL in
+			// Cairn (D-1) and fails in etcd; the two stores would part.
+			if form.Get("prevExist") == "true" && (form.Get("value") == "" || form.Has("dir")) {
+				form.Set("value", "v")
+				form.Del("dir")
+			}
+		case op < 45: // in-order create
+			q = diffReq{method: "POST", path: "/v2/keys" + p}
+			switch rng.IntN(6) {
+			case 0:
+				form.Set("dir", "true")
+			case 1:
+				form.Set("ttl", "900")
+				form.Set("value", pick(values))
+			default:
+				form.Set("value", pick(values))
+			}
+		case op < 70: // get
+			q = diffReq{method: "GET", path: "/v2/keys" + p}
+			var params []string
+			if rng.IntN(2) == 0 {
+				params = append(params, "recursive=true")
+			}
+			if rng.IntN(3) == 0 {
+				params = append(params, "sorted=true")
+			}
+			if rng.IntN(5) == 0 {
+				params = append(params, "quorum=true")
+			}
+			if len(params) > 0 {
+				q.path += "?" + strings.Join(params, "&")
+			}
+		case op < 90: // delete
+			q = diffReq{method: "DELETE", path: "/v2/keys" + p}
+			var params []string
+			switch rng.IntN(5) {
+			case 0:
+				params = append(params, "dir=true")
+			case 1:
+				params = append(params, "recursive=true")
+			case 2:
+				params = append(params, "prevValue="+url.QueryEscape(pick(values)))
+			case 3:
+				if lastIndex > 0 {
+					q.rel = map[string]uint64{"prevIndex": 1 + rng.Uint64N(lastIndex)}
+				}
+			}
+			if len(params) > 0 {
+				q.path += "?" + strings.Join(params, "&")
+			}
+		default: // a watch replayed from history
+			if lastIndex == 0 {
+				continue
+			}
+			// Within etcd's 1,000-event history (Cairn keeps more).
+			q = diffReq{method: "GET", path: "/v2/keys" + p + "?wait=true", wait: true,
+				rel: map[string]uint64{"waitIndex": lastIndex - rng.Uint64N(min(lastIndex, 900))}}
+			if rng.IntN(10) == 0 { // in the future: neither answers
+				q.rel["waitIndex"] = lastIndex + 5
+			}
+			if rng.IntN(2) == 0 {
+				q.path += "&recursive=true"
+			}
+		}
+		if len(form) > 0 {
+			q.form = form
+		}
+		er, _, ok := runDiff(t, e, c, q)
+		if er.hasIndex && er.etcdIndex >= e.idx0 {
+			lastIndex = max(lastIndex, er.etcdIndex-e.idx0)
+		}
+		if !ok {
+			failures++
+			if failures >= 10 {
+				t.Fatalf("stopping after %d differences (seed %d)", failures, seed)
+			}
+		}
+	}
+}
