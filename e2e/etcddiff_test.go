@@ -35,6 +35,7 @@ import (
 var (
 	diffSeed = flag.Uint64("etcddiff.seed", 0, "seed of TestRandomAgainstEtcd (0: from the clock)")
 	diffOps  = flag.Int("etcddiff.ops", 600, "requests per random sequence of TestRandomAgainstEtcd")
+	diffShow = flag.Bool("etcddiff.show", false, "log every request with both answers")
 )
 
 // etcdBinary returns the reference etcd's path, or skips the test.
@@ -130,6 +131,7 @@ type diffReq struct {
 	raw    string            // a raw body instead of form (Content-Type form-urlencoded)
 	rel    map[string]uint64 // prevIndex, waitIndex: relative
 	wait   bool              // a watch: a short client timeout is expected to end it
+	json   bool              // raw is sent as application/json
 }
 
 func (q diffReq) String() string {
@@ -187,6 +189,9 @@ func (d *diffTarget) do(t *testing.T, q diffReq) diffResp {
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if q.json {
+			req.Header.Set("Content-Type", "application/json")
+		}
 	}
 	hc := d.hc
 	if q.wait {
@@ -389,6 +394,9 @@ func runDiff(t *testing.T, e, c *diffTarget, q diffReq) (diffResp, diffResp, boo
 	t.Helper()
 	er := e.do(t, q)
 	cr := c.do(t, q)
+	if *diffShow {
+		t.Logf("%s\n    etcd:  %d %s\n    cairn: %d %s", q, er.status, strings.TrimSpace(er.raw), cr.status, strings.TrimSpace(cr.raw))
+	}
 	if msg := compareDiff(er, cr, e.idx0, c.idx0); msg != "" {
 		if dev := deviation(q, er, cr); dev != "" {
 			t.Logf("%s: documented deviation %s", q, dev)
@@ -455,6 +463,22 @@ func TestRequestsAgainstEtcd(t *testing.T) {
 		// until both have (the expiry takes an index on both).
 		{method: "SLEEP"},
 		get("/v2/keys/zero"),
+		{method: "GET", path: "/v2/keys/zero?wait=true", rel: map[string]uint64{"waitIndex": 1}},
+		// A file and a directory with children expire; watches replay it.
+		put("/v2/keys/exp", "value", "soon", "ttl", "1"),
+		put("/v2/keys/expdir", "dir", "true", "ttl", "1"),
+		put("/v2/keys/expdir/child", "value", "c"),
+		get("/v2/keys/expdir?recursive=true"),
+		{method: "SLEEP"},
+		{method: "SLEEP"},
+		get("/v2/keys/exp"),
+		get("/v2/keys/expdir/child"),
+		{method: "GET", path: "/v2/keys/exp?wait=true", rel: map[string]uint64{"waitIndex": 5}},
+		{method: "GET", path: "/v2/keys/exp?wait=true", rel: map[string]uint64{"waitIndex": 10}},
+		{method: "GET", path: "/v2/keys/expdir/child?wait=true", rel: map[string]uint64{"waitIndex": 10}},
+		{method: "GET", path: "/v2/keys/expdir?wait=true&recursive=true", rel: map[string]uint64{"waitIndex": 5}},
+		{method: "GET", path: "/v2/keys/expdir?wait=true&recursive=true", rel: map[string]uint64{"waitIndex": 10}},
+		{method: "GET", path: "/v2/keys/?wait=true&recursive=true", rel: map[string]uint64{"waitIndex": 11}},
 		put("/v2/keys/a", "value", "x", "ttl", "1000"),
 		get("/v2/keys/a"),
 		put("/v2/keys/a", "value", "y", "ttl", ""),
@@ -546,6 +570,17 @@ func TestRequestsAgainstEtcd(t *testing.T) {
 		get("/v2/nothing"),
 		get("/v2/keys"),
 		get("/health"),
+		get("/"),
+		{method: "POST", path: "/v2/stats/self"},
+		{method: "DELETE", path: "/v2/members"},
+		get("/v2/members/1234"),
+		{method: "DELETE", path: "/v2/members/abc"},
+		{method: "DELETE", path: "/v2/members/1234"},
+		{method: "POST", path: "/v2/members", raw: `{"peerURLs":["http://127.0.0.1:9"]}`}, // form Content-Type: 415
+		{method: "POST", path: "/v2/members", raw: `{bad`, json: true},
+		{method: "POST", path: "/v2/members", raw: `{}`, json: true},
+		{method: "POST", path: "/v2/members", raw: `{"peerURLs":["notaurl"]}`, json: true},
+		{method: "PUT", path: "/v2/members/1234", raw: `{"peerURLs":["http://127.0.0.1:9"]}`, json: true},
 	}
 	for _, q := range reqs {
 		if q.method == "SLEEP" {
