@@ -12,6 +12,10 @@ var (
 	// ErrTimeoutLeaderFail is ErrTimeout (errors.Is matches both) when the
 	// request was waiting across a leader election, as etcd reports it.
 	ErrTimeoutLeaderFail = &wrapped{msg: "etcdserver: request timed out, possibly due to previous leader failure", is: ErrTimeout}
+	// ErrTimeoutConnectionLost is ErrTimeout (errors.Is matches both) when
+	// the member could not reach what the request needed since it began: a
+	// leader without a connected quorum, or a member without its leader.
+	ErrTimeoutConnectionLost = &wrapped{msg: "etcdserver: request timed out, possibly due to connection lost", is: ErrTimeout}
 	// ErrCanceled: the caller's context was cancelled (client went away).
 	// The outcome of a proposal is unknown.
 	ErrCanceled = errors.New("etcdserver: request cancelled")

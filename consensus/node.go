@@ -474,7 +474,54 @@ func (n *Node) ctxErr(ctx context.Context, start time.Time) error {
 	if !since.IsZero() && start.After(since.Add(-2*electionTimeout)) && start.Before(since) {
 		return ErrTimeoutLeaderFail
 	}
+	if n.connectionLost(start) {
+		return ErrTimeoutConnectionLost
+	}
 	return ErrTimeout
+}
+
+// peerActivity is the part of a transport that knows since when a peer has
+// been reachable (HTTPTransport.ActiveSince).
+type peerActivity interface {
+	ActiveSince(id uint64) time.Time
+}
+
+// connectionLost reports, as etcd does for a timed-out request, whether
+// the member lacked what the request needed for all of its life: a leader
+// a quorum of voters connected since start, a follower its leader. With
+// no leader known it reports false (a plain timeout).
+func (n *Node) connectionLost(start time.Time) bool {
+	pa, ok := n.cfg.Transport.(peerActivity)
+	if !ok {
+		return false
+	}
+	connectedSince := func(id uint64) bool {
+		t := pa.ActiveSince(id)
+		return !t.IsZero() && t.Before(start)
+	}
+	st := n.Status()
+	switch st.Leader {
+	case 0:
+		return false
+	case st.ID:
+		v := n.pub.members.Load()
+		if v == nil {
+			return false
+		}
+		voters, connected := 0, 0
+		for _, m := range v.members {
+			if m.IsLearner {
+				continue
+			}
+			voters++
+			if m.ID == st.ID || connectedSince(m.ID) {
+				connected++
+			}
+		}
+		return connected < voters/2+1
+	default:
+		return !connectedSince(st.Leader)
+	}
 }
 
 // Status returns the member's raft state as of the last Ready. Cheap: one
