@@ -591,6 +591,99 @@ func TestRequestsAgainstEtcd(t *testing.T) {
 	}
 }
 
+// TestLiveWatchesAgainstEtcd: long polls and a stream=true watch waiting on
+// both servers see the same events, headers included, when the same
+// writes follow.
+func TestLiveWatchesAgainstEtcd(t *testing.T) {
+	bin := etcdBinary(t)
+	e := newDiffTarget(t, "etcd", startEtcd(t, bin))
+	c := newDiffTarget(t, "cairn", startCairnForDiff(t))
+	watches := []string{
+		"/v2/keys/lw?wait=true",
+		"/v2/keys/lwd?wait=true&recursive=true",
+		"/v2/keys/lwd/x?wait=true",
+		"/v2/keys/_lh?wait=true",
+		// (A stream on the deleted directory itself gets its delete twice
+		// from etcd: D-3.)
+		"/v2/keys/?wait=true&recursive=true&stream=true",
+	}
+	type answer struct {
+		status int
+		header http.Header
+		events []string
+	}
+	// watch opens every watch on d and returns what each saw within 3 s
+	// (a stream: its first three events).
+	watch := func(d *diffTarget) func() []answer {
+		out := make([]answer, len(watches))
+		done := make(chan int, len(watches))
+		for i, w := range watches {
+			go func() {
+				defer func() { done <- i }()
+				hc := &http.Client{Timeout: 3 * time.Second}
+				resp, err := hc.Get(d.base + w)
+				if err != nil {
+					return
+				}
+				defer resp.Body.Close()
+				out[i].status, out[i].header = resp.StatusCode, resp.Header
+				dec := json.NewDecoder(resp.Body)
+				for len(out[i].events) < 3 {
+					var v any
+					if dec.Decode(&v) != nil {
+						return
+					}
+					b, _ := json.Marshal(d.normalise(v, ""))
+					out[i].events = append(out[i].events, string(b))
+				}
+			}()
+		}
+		return func() []answer {
+			for range watches {
+				<-done
+			}
+			return out
+		}
+	}
+	waitE, waitC := watch(e), watch(c)
+	time.Sleep(300 * time.Millisecond) // the watches are registered
+	for _, q := range []diffReq{
+		{method: "PUT", path: "/v2/keys/lwd/x", form: url.Values{"value": {"1"}}},
+		{method: "PUT", path: "/v2/keys/_lh", form: url.Values{"value": {"h"}}},
+		{method: "PUT", path: "/v2/keys/lwd/_hidden", form: url.Values{"value": {"h"}}},
+		{method: "PUT", path: "/v2/keys/lw", form: url.Values{"value": {"2"}, "ttl": {"100"}}},
+		{method: "DELETE", path: "/v2/keys/lwd?recursive=true"},
+	} {
+		runDiff(t, e, c, q)
+	}
+	ae, ac := waitE(), waitC()
+	for i, w := range watches {
+		if ae[i].status != ac[i].status || len(ae[i].events) != len(ac[i].events) {
+			t.Errorf("%s: etcd %d %q, cairn %d %q", w, ae[i].status, ae[i].events, ac[i].status, ac[i].events)
+			continue
+		}
+		for j := range ae[i].events {
+			if ae[i].events[j] != ac[i].events[j] {
+				t.Errorf("%s: event %d: etcd %s, cairn %s", w, j, ae[i].events[j], ac[i].events[j])
+			}
+		}
+		for _, h := range []string{"Content-Type", "X-Etcd-Index"} {
+			ve, vc := ae[i].header.Get(h), ac[i].header.Get(h)
+			if h == "X-Etcd-Index" {
+				ie, _ := strconv.ParseUint(ve, 10, 64)
+				ic, _ := strconv.ParseUint(vc, 10, 64)
+				ve, vc = fmt.Sprint(relIndex(ie, e.idx0)), fmt.Sprint(relIndex(ic, c.idx0))
+			}
+			if ve != vc {
+				t.Errorf("%s: %s etcd %q, cairn %q", w, h, ve, vc)
+			}
+		}
+		if len(ae[i].events) == 0 {
+			t.Errorf("%s: no event on either server", w)
+		}
+	}
+}
+
 // TestRandomAgainstEtcd runs a seeded random sequence of writes, reads,
 // deletes and history watches over a small key space on both servers.
 func TestRandomAgainstEtcd(t *testing.T) {
