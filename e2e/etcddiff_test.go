@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -185,7 +186,8 @@ func (d *diffTarget) do(t *testing.T, q diffReq) diffResp {
 	}
 	req, err := http.NewRequest(q.method, u, body)
 	if err != nil {
-		t.Fatalf("%s: %v", q, err)
+		t.Errorf("%s: %v", q, err) // not Fatal: watches run do off the test goroutine
+		return diffResp{raw: err.Error()}
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -195,7 +197,7 @@ func (d *diffTarget) do(t *testing.T, q diffReq) diffResp {
 	}
 	hc := d.hc
 	if q.wait {
-		hc = &http.Client{Timeout: 400 * time.Millisecond}
+		hc = &http.Client{Timeout: 700 * time.Millisecond}
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -221,7 +223,7 @@ func (d *diffTarget) do(t *testing.T, q diffReq) diffResp {
 	if json.Unmarshal(b, &v) == nil {
 		if m, ok := v.(map[string]any); ok && q.rel["prevIndex"] != 0 {
 			if cause, ok := m["cause"].(string); ok {
-				m["cause"] = d.relCompareCause(cause)
+				m["cause"] = d.relCompareCause(cause, d.idx0+q.rel["prevIndex"])
 			}
 		}
 		r.body = d.normalise(v, "")
@@ -271,14 +273,22 @@ func (d *diffTarget) normalise(v any, field string) any {
 	return v
 }
 
+// compareGroup is one "[want != have]" of a Compare failed cause.
+var compareGroup = regexp.MustCompile(`\[(\d+) != (\d+)\]`)
+
 // relCompareCause rewrites the indexes of a failed prevIndex comparison,
-// "[<prevIndex> != <modifiedIndex>]", relative to the start index.
-func (d *diffTarget) relCompareCause(cause string) string {
-	var a, b uint64
-	if n, err := fmt.Sscanf(cause, "[%d != %d]", &a, &b); err != nil || n != 2 {
-		return cause
-	}
-	return fmt.Sprintf("[%d != %d]", relIndex(a, d.idx0), relIndex(b, d.idx0))
+// "[<prevIndex> != <modifiedIndex>]" (after "[<prevValue> != <value>]"
+// when both failed), relative to the start index.
+func (d *diffTarget) relCompareCause(cause string, prevIndex uint64) string {
+	return compareGroup.ReplaceAllStringFunc(cause, func(g string) string {
+		m := compareGroup.FindStringSubmatch(g)
+		a, _ := strconv.ParseUint(m[1], 10, 64)
+		b, _ := strconv.ParseUint(m[2], 10, 64)
+		if a != prevIndex {
+			return g // a value comparison
+		}
+		return fmt.Sprintf("[%d != %d]", relIndex(a, d.idx0), relIndex(b, d.idx0))
+	})
 }
 
 // relKey rewrites the names made by in-order creation (POST), which are the
@@ -392,8 +402,17 @@ func sameJSON(a, b any) bool {
 // runDiff sends q to both and reports a difference that is not a documented deviation.
 func runDiff(t *testing.T, e, c *diffTarget, q diffReq) (diffResp, diffResp, bool) {
 	t.Helper()
-	er := e.do(t, q)
-	cr := c.do(t, q)
+	var er, cr diffResp
+	if q.wait {
+		// A watch that matches nothing waits out its timeout: both at once.
+		done := make(chan struct{})
+		go func() { defer close(done); cr = c.do(t, q) }()
+		er = e.do(t, q)
+		<-done
+	} else {
+		er = e.do(t, q)
+		cr = c.do(t, q)
+	}
 	if *diffShow {
 		t.Logf("%s\n    etcd:  %d %s\n    cairn: %d %s", q, er.status, strings.TrimSpace(er.raw), cr.status, strings.TrimSpace(cr.raw))
 	}
@@ -714,28 +733,30 @@ func TestRandomAgainstEtcd(t *testing.T) {
 			} else {
 				form.Set("value", pick(values))
 			}
-			switch rng.IntN(8) {
-			case 0:
-				form.Set("prevExist", "true")
-			case 1:
-				form.Set("prevExist", "false")
-			case 2:
-				form.Set("prevValue", pick(values))
-			case 3:
-				if lastIndex > 0 {
-					q.rel = map[string]uint64{"prevIndex": 1 + rng.Uint64N(lastIndex)}
+			for range 1 + rng.IntN(2) { // one condition, or two combined
+				switch rng.IntN(8) {
+				case 0:
+					form.Set("prevExist", "true")
+				case 1:
+					form.Set("prevExist", "false")
+				case 2:
+					form.Set("prevValue", pick(values))
+				case 3:
+					if lastIndex > 0 {
+						q.rel = map[string]uint64{"prevIndex": 1 + rng.Uint64N(lastIndex)}
+					}
+				case 4:
+					form.Set("ttl", strconv.Itoa(500+rng.IntN(500)))
+					if rng.IntN(3) == 0 {
+						form.Set("noValueOnSuccess", "true")
+					}
+				case 5:
+					form.Set("ttl", "")
+				case 6:
+					form.Set("ttl", "600")
+					form.Set("refresh", "true")
+					form.Del("value")
 				}
-			case 4:
-				form.Set("ttl", strconv.Itoa(500+rng.IntN(500)))
-				if rng.IntN(3) == 0 {
-					form.Set("noValueOnSuccess", "true")
-				}
-			case 5:
-				form.Set("ttl", "")
-			case 6:
-				form.Set("ttl", "600")
-				form.Set("refresh", "true")
-				form.Del("value")
 			}
 			// An update with no value on a directory changes its TTL in
 			// Cairn (D-1) and fails in etcd; the two stores would part.
@@ -772,16 +793,18 @@ func TestRandomAgainstEtcd(t *testing.T) {
 		case op < 90: // delete
 			q = diffReq{method: "DELETE", path: "/v2/keys" + p}
 			var params []string
-			switch rng.IntN(5) {
-			case 0:
-				params = append(params, "dir=true")
-			case 1:
-				params = append(params, "recursive=true")
-			case 2:
-				params = append(params, "prevValue="+url.QueryEscape(pick(values)))
-			case 3:
-				if lastIndex > 0 {
-					q.rel = map[string]uint64{"prevIndex": 1 + rng.Uint64N(lastIndex)}
+			for range 1 + rng.IntN(2) {
+				switch rng.IntN(5) {
+				case 0:
+					params = append(params, "dir=true")
+				case 1:
+					params = append(params, "recursive=true")
+				case 2:
+					params = append(params, "prevValue="+url.QueryEscape(pick(values)))
+				case 3:
+					if lastIndex > 0 {
+						q.rel = map[string]uint64{"prevIndex": 1 + rng.Uint64N(lastIndex)}
+					}
 				}
 			}
 			if len(params) > 0 {
