@@ -77,11 +77,23 @@ func Open(dir string, opts Options) (*Engine, error) {
 	// four WAL files of 1.1 memtables each (live and recycled), so 16 MiB
 	// took a data directory of 100,000 keys from 75 MB to 125 MB, past the
 	// 90 MB Cairn promises; 8 MiB gained only 4 %.
+	//
+	// A deep L0. Reads never touch Pebble (the tree and the newest events
+	// are in memory; only start-up and old history replays read it), so
+	// L0's read amplification costs little, while compacting L0 less often
+	// rewrites the key space's level less often: with 16 sublevels before
+	// an L0 compaction instead of Pebble's 4, compaction output fell from
+	// 1.2 KB to 0.86 KB per write and CPU per write from 29.6 to 25.4 µs
+	// (median of 5 alternating runs of BenchmarkSteadyWrites64Clients), and
+	// neither the data directory of 100,000 keys (74 MB) nor its peak under
+	// 30 s of overwrites (about 145 MB) grew.
 	po := &pebble.Options{
 		FS:                          fs,
 		Cache:                       cache,
 		MemTableSize:                4 << 20,
 		MemTableStopWritesThreshold: 2,
+		L0CompactionThreshold:       16,
+		L0StopWritesThreshold:       48,
 		Logger:                      pebbleLogger{logger},
 	}
 	db, err := pebble.Open(dir, po)
