@@ -331,6 +331,9 @@ func (c *clusterView) AddMember(ctx context.Context, peerURLs []string, isLearne
 	if !isLearner && !readyToAddVoter(ms) {
 		return api.Member{}, errNotEnoughStarted
 	}
+	if !isLearner && !connectedToQuorumAfterAdd(ms, c.selfID, c.tr.ActiveSince, c.now()) {
+		return api.Member{}, errUnhealthy
+	}
 	if isLearner && learners(ms) >= c.maxLearners {
 		return api.Member{}, httpapi.ErrTooManyLearners
 	}
@@ -422,6 +425,29 @@ func readyToAddVoter(ms []storage.Member) bool {
 		return true
 	}
 	return started >= (members+1)/2+1
+}
+
+// connectedToQuorumAfterAdd is etcd's second strict check for adding a
+// voter (isConnectedToQuorumAfterAddingNewMemberSince): counting the new
+// member as unreachable, the voters this member has reached continuously
+// for healthInterval, itself included, must be a quorum of the voters plus
+// the new one. A one-member cluster may always grow.
+// activeSince is when a peer became reachable (zero: it is not).
+func connectedToQuorumAfterAdd(ms []storage.Member, self uint64, activeSince func(id uint64) time.Time, now time.Time) bool {
+	since := now.Add(-healthInterval)
+	voters, connected := 0, 0
+	for _, m := range ms {
+		if m.IsLearner {
+			continue
+		}
+		voters++
+		if m.ID == self {
+			connected++
+		} else if t := activeSince(m.ID); !t.IsZero() && t.Before(since) {
+			connected++
+		}
+	}
+	return voters == 1 || connected >= (voters+1)/2+1
 }
 
 // mayRemove is etcd's strict check for a removal: the remaining started
