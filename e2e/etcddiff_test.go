@@ -864,3 +864,195 @@ func TestRandomAgainstEtcd(t *testing.T) {
 		}
 	}
 }
+
+// etcdMember is one process of a reference etcd cluster.
+type etcdMember struct {
+	name, clientURL, peerURL string
+	cmd                      *exec.Cmd
+	exited                   chan struct{}
+}
+
+func (m *etcdMember) kill() {
+	_ = m.cmd.Process.Kill()
+	<-m.exited
+}
+
+// startEtcdCluster runs n etcd members (m1..mn, the v2 API enabled, the
+// same heartbeat and election timeout as the cairn clusters of these tests)
+// and waits until each is healthy.
+func startEtcdCluster(t *testing.T, bin string, n int) []*etcdMember {
+	t.Helper()
+	ms := make([]*etcdMember, n)
+	var parts []string
+	for i := range ms {
+		ms[i] = &etcdMember{name: fmt.Sprintf("m%d", i+1),
+			clientURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+			peerURL:   fmt.Sprintf("http://127.0.0.1:%d", freePort(t))}
+		parts = append(parts, ms[i].name+"="+ms[i].peerURL)
+	}
+	dir := t.TempDir()
+	for _, m := range ms {
+		m.cmd = exec.Command(bin, "--name", m.name, "--data-dir", filepath.Join(dir, m.name),
+			"--enable-v2", "--log-level", "error",
+			"--listen-client-urls", m.clientURL, "--advertise-client-urls", m.clientURL,
+			"--listen-peer-urls", m.peerURL, "--initial-advertise-peer-urls", m.peerURL,
+			"--initial-cluster", strings.Join(parts, ","), "--initial-cluster-state", "new",
+			"--initial-cluster-token", "etcddiff",
+			"--heartbeat-interval", strconv.Itoa(heartbeatMS), "--election-timeout", strconv.Itoa(electionMS))
+		if err := m.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		m.exited = make(chan struct{})
+		go func() { _ = m.cmd.Wait(); close(m.exited) }()
+		t.Cleanup(m.kill)
+	}
+	for _, m := range ms {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			resp, err := http.Get(m.clientURL + "/health")
+			if err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if strings.Contains(string(body), `"health":"true"`) {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("etcd %s not healthy within 20s", m.name)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return ms
+}
+
+// memberIDs maps the names of a cluster's members to their hex IDs.
+func memberIDs(t *testing.T, clientURL string) map[string]string {
+	t.Helper()
+	var list struct {
+		Members []struct{ ID, Name string }
+	}
+	if code := getJSON(t, clientURL+"/v2/members", &list); code != http.StatusOK {
+		t.Fatalf("GET /v2/members: %d", code)
+	}
+	ids := map[string]string{}
+	for _, m := range list.Members {
+		ids[m.Name] = m.ID
+	}
+	return ids
+}
+
+// TestMembershipAgainstEtcd: the same membership changes on a
+// three-member etcd and a three-member cairn get the same answers,
+// including etcd's strict checks once a member is down. Member IDs and
+// peer URLs differ (they come from different ports) and are compared as
+// placeholders.
+func TestMembershipAgainstEtcd(t *testing.T) {
+	bin := etcdBinary(t)
+	es := startEtcdCluster(t, bin, 3)
+	cs := newCluster(t, 3, "etcddiff")
+	startCluster(t, cs)
+	// The strict checks count peers reached for 5 s.
+	time.Sleep(6 * time.Second)
+
+	type side struct {
+		name    string
+		client  string // member 1's client URL: every request goes there
+		ids     map[string]string
+		newPeer []string // peer URLs for the members added here
+		kill3   func()
+	}
+	sides := []*side{
+		{name: "etcd", client: es[0].clientURL, kill3: es[2].kill},
+		{name: "cairn", client: cs[0].clientURL, kill3: cs[2].kill},
+	}
+	for _, s := range sides {
+		s.ids = memberIDs(t, s.client)
+		s.newPeer = []string{fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), fmt.Sprintf("http://127.0.0.1:%d", freePort(t))}
+	}
+	idRE := regexp.MustCompile(`[0-9a-f]{13,16}`)
+	// do sends one request built for each side and returns status and the
+	// body with IDs and URLs replaced by placeholders.
+	do := func(s *side, method, path, body string) (int, string) {
+		req, err := http.NewRequest(method, s.client+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatalf("%s %s %s: %v", s.name, method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		out := strings.TrimSpace(string(b))
+		for i, u := range s.newPeer {
+			out = strings.ReplaceAll(out, u, fmt.Sprintf("<new peer %d>", i))
+		}
+		return resp.StatusCode, idRE.ReplaceAllString(out, "<id>")
+	}
+	var added = map[string]string{} // side → the added member's ID
+	steps := []struct {
+		what string
+		req  func(s *side) (method, path, body string)
+		want int
+	}{
+		{"add a voter", func(s *side) (string, string, string) {
+			return "POST", "/v2/members", fmt.Sprintf(`{"peerURLs":[%q]}`, s.newPeer[0])
+		}, http.StatusCreated},
+		// (etcd derives a new member's ID from its URLs and the second of
+		// the request: an add of the same URLs within the second answers
+		// "membership: ID exists" instead.)
+		{"wait a second", nil, 0},
+		{"add its peer URL again", func(s *side) (string, string, string) {
+			return "POST", "/v2/members", fmt.Sprintf(`{"peerURLs":[%q]}`, s.newPeer[0])
+		}, http.StatusConflict},
+		{"move it to another URL", func(s *side) (string, string, string) {
+			return "PUT", "/v2/members/" + added[s.name], fmt.Sprintf(`{"peerURLs":[%q]}`, s.newPeer[1])
+		}, http.StatusNoContent},
+		{"move m2 to m1's URL", func(s *side) (string, string, string) {
+			m1 := es[0].peerURL
+			if s.name == "cairn" {
+				m1 = cs[0].peerURL
+			}
+			return "PUT", "/v2/members/" + s.ids["m2"], fmt.Sprintf(`{"peerURLs":[%q]}`, m1)
+		}, http.StatusConflict},
+		{"remove it, by an upper-case ID", func(s *side) (string, string, string) {
+			return "DELETE", "/v2/members/" + strings.ToUpper(added[s.name]), ""
+		}, http.StatusNoContent},
+		{"remove it again", func(s *side) (string, string, string) { return "DELETE", "/v2/members/" + added[s.name], "" }, http.StatusGone},
+		{"kill m3", nil, 0},
+		{"add a voter with m3 down", func(s *side) (string, string, string) {
+			return "POST", "/v2/members", fmt.Sprintf(`{"peerURLs":[%q]}`, s.newPeer[0])
+		}, http.StatusInternalServerError},
+		{"remove the live m2 with m3 down", func(s *side) (string, string, string) { return "DELETE", "/v2/members/" + s.ids["m2"], "" }, http.StatusInternalServerError},
+		{"remove the dead m3", func(s *side) (string, string, string) { return "DELETE", "/v2/members/" + s.ids["m3"], "" }, http.StatusNoContent},
+	}
+	for _, st := range steps {
+		switch st.what {
+		case "wait a second":
+			time.Sleep(1100 * time.Millisecond)
+			continue
+		case "kill m3": // on both, and let the peers notice
+			for _, s := range sides {
+				s.kill3()
+			}
+			time.Sleep(3 * time.Second)
+			continue
+		}
+		var codes [2]int
+		var bodies [2]string
+		for i, s := range sides {
+			method, path, body := st.req(s)
+			codes[i], bodies[i] = do(s, method, path, body)
+			if codes[i] == http.StatusCreated {
+				added[s.name] = memberIDs(t, s.client)[""] // not started: no name yet
+			}
+		}
+		if codes[0] != st.want || codes[1] != codes[0] || bodies[1] != bodies[0] {
+			t.Errorf("%s: etcd %d %s, cairn %d %s (want %d)", st.what, codes[0], bodies[0], codes[1], bodies[1], st.want)
+		}
+	}
+}
