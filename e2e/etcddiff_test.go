@@ -97,11 +97,11 @@ func startEtcd(t *testing.T, bin string) string {
 
 // startCairnForDiff runs a cairn member with the same name and peer URL
 // shape as the etcd one, so that cluster and member IDs can agree.
-func startCairnForDiff(t *testing.T) string {
+func startCairnForDiff(t *testing.T, extra ...string) string {
 	t.Helper()
 	m := newMember(t)
 	m.name = "diff"
-	m.flags = []string{"--storage", "memory", "--initial-cluster", "diff=" + m.peerURL}
+	m.flags = append([]string{"--storage", "memory", "--initial-cluster", "diff=" + m.peerURL}, extra...)
 	m.start()
 	return m.clientURL
 }
@@ -221,9 +221,12 @@ func (d *diffTarget) do(t *testing.T, q diffReq) diffResp {
 	}
 	var v any
 	if json.Unmarshal(b, &v) == nil {
-		if m, ok := v.(map[string]any); ok && q.rel["prevIndex"] != 0 {
+		if m, ok := v.(map[string]any); ok {
 			if cause, ok := m["cause"].(string); ok {
-				m["cause"] = d.relCompareCause(cause, d.idx0+q.rel["prevIndex"])
+				if q.rel["prevIndex"] != 0 {
+					cause = d.relCompareCause(cause, d.idx0+q.rel["prevIndex"])
+				}
+				m["cause"] = d.relClearedCause(cause)
 			}
 		}
 		r.body = d.normalise(v, "")
@@ -289,6 +292,21 @@ func (d *diffTarget) relCompareCause(cause string, prevIndex uint64) string {
 		}
 		return fmt.Sprintf("[%d != %d]", relIndex(a, d.idx0), relIndex(b, d.idx0))
 	})
+}
+
+// clearedCause is error 401's cause, "[<oldest kept>/<requested>]".
+var clearedCause = regexp.MustCompile(`^the requested history has been cleared \[(\d+)/(\d+)\]$`)
+
+// relClearedCause rewrites the indexes of error 401's cause relative to
+// the start index.
+func (d *diffTarget) relClearedCause(cause string) string {
+	m := clearedCause.FindStringSubmatch(cause)
+	if m == nil {
+		return cause
+	}
+	a, _ := strconv.ParseUint(m[1], 10, 64)
+	b, _ := strconv.ParseUint(m[2], 10, 64)
+	return fmt.Sprintf("the requested history has been cleared [%d/%d]", relIndex(a, d.idx0), relIndex(b, d.idx0))
 }
 
 // relKey rewrites the names made by in-order creation (POST), which are the
@@ -725,6 +743,31 @@ func TestLiveWatchesAgainstEtcd(t *testing.T) {
 		if len(ae[i].events) == 0 {
 			t.Errorf("%s: no event on either server", w)
 		}
+	}
+}
+
+// TestHistoryWindowAgainstEtcd: with --watch-history-events 1000, the
+// window of etcd's in-memory history, a watch from an index that fell out
+// of it gets the same 401 from both, and one from the oldest kept index
+// the same event.
+func TestHistoryWindowAgainstEtcd(t *testing.T) {
+	bin := etcdBinary(t)
+	e := newDiffTarget(t, "etcd", startEtcd(t, bin))
+	c := newDiffTarget(t, "cairn", startCairnForDiff(t, "--watch-history-events", "1000"))
+	for _, d := range []*diffTarget{e, c} {
+		for i := range 1100 {
+			q := diffReq{method: "PUT", path: fmt.Sprintf("/v2/keys/h/k%d", i%37), form: url.Values{"value": {strconv.Itoa(i)}}}
+			if r := d.do(t, q); r.status >= 300 {
+				t.Fatalf("%s: %s: %d %s", d.name, q, r.status, r.raw)
+			}
+		}
+	}
+	// 1,100 events: the oldest kept is the 101st.
+	for _, w := range []uint64{1, 99, 100, 101, 102, 1100} {
+		runDiff(t, e, c, diffReq{method: "GET", path: "/v2/keys/h?wait=true&recursive=true", wait: true, rel: map[string]uint64{"waitIndex": w}})
+	}
+	for _, w := range []uint64{100, 101} {
+		runDiff(t, e, c, diffReq{method: "GET", path: "/v2/keys/h/k3?wait=true", wait: true, rel: map[string]uint64{"waitIndex": w}})
 	}
 }
 
