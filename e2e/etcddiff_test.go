@@ -665,6 +665,7 @@ func TestLiveWatchesAgainstEtcd(t *testing.T) {
 		"/v2/keys/lwd?wait=true&recursive=true",
 		"/v2/keys/lwd/x?wait=true",
 		"/v2/keys/_lh?wait=true",
+		"/v2/keys/lr?wait=true", // a refresh is never shown: the set after it is
 		// (A stream on the deleted directory itself gets its delete twice
 		// from etcd: D-3.)
 		"/v2/keys/?wait=true&recursive=true&stream=true",
@@ -707,9 +708,13 @@ func TestLiveWatchesAgainstEtcd(t *testing.T) {
 			return out
 		}
 	}
+	runDiff(t, e, c, diffReq{method: "PUT", path: "/v2/keys/lr", form: url.Values{"value": {"a"}, "ttl": {"100"}}})
 	waitE, waitC := watch(e), watch(c)
 	time.Sleep(300 * time.Millisecond) // the watches are registered
 	for _, q := range []diffReq{
+		{method: "PUT", path: "/v2/keys/lr", form: url.Values{"ttl": {"200"}, "refresh": {"true"}}},
+		{method: "PUT", path: "/v2/keys/lr", form: url.Values{"ttl": {"300"}, "refresh": {"true"}, "prevExist": {"true"}}},
+		{method: "PUT", path: "/v2/keys/lr", form: url.Values{"value": {"b"}}},
 		{method: "PUT", path: "/v2/keys/lwd/x", form: url.Values{"value": {"1"}}},
 		{method: "PUT", path: "/v2/keys/_lh", form: url.Values{"value": {"h"}}},
 		{method: "PUT", path: "/v2/keys/lwd/_hidden", form: url.Values{"value": {"h"}}},
