@@ -495,10 +495,6 @@ func (n *Node) connectionLost(start time.Time) bool {
 	if !ok {
 		return false
 	}
-	connectedSince := func(id uint64) bool {
-		t := pa.ActiveSince(id)
-		return !t.IsZero() && t.Before(start)
-	}
 	st := n.Status()
 	switch st.Leader {
 	case 0:
@@ -508,20 +504,35 @@ func (n *Node) connectionLost(start time.Time) bool {
 		if v == nil {
 			return false
 		}
-		voters, connected := 0, 0
-		for _, m := range v.members {
-			if m.IsLearner {
-				continue
-			}
-			voters++
-			if m.ID == st.ID || connectedSince(m.ID) {
-				connected++
-			}
-		}
+		voters, connected := ConnectedVoters(v.members, st.ID, pa.ActiveSince, start)
 		return connected < voters/2+1
 	default:
-		return !connectedSince(st.Leader)
+		return !reachedSince(pa.ActiveSince(st.Leader), start)
 	}
+}
+
+// ConnectedVoters counts the voters of ms (learners excluded) and those of
+// them reached continuously since since, by activeSince (when the current
+// run of successful requests to a peer began; zero when it is failing);
+// self counts as reached. etcd's quorum-safety checks (timeout causes,
+// strict reconfiguration) are built on it.
+func ConnectedVoters(ms []storage.Member, self uint64, activeSince func(id uint64) time.Time, since time.Time) (voters, connected int) {
+	for _, m := range ms {
+		if m.IsLearner {
+			continue
+		}
+		voters++
+		if m.ID == self || reachedSince(activeSince(m.ID), since) {
+			connected++
+		}
+	}
+	return voters, connected
+}
+
+// reachedSince: a peer active since active (zero: not) was reached
+// continuously from before since.
+func reachedSince(active, since time.Time) bool {
+	return !active.IsZero() && active.Before(since)
 }
 
 // Status returns the member's raft state as of the last Ready. Cheap: one

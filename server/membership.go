@@ -432,21 +432,8 @@ func readyToAddVoter(ms []storage.Member) bool {
 // member as unreachable, the voters this member has reached continuously
 // for healthInterval, itself included, must be a quorum of the voters plus
 // the new one. A one-member cluster may always grow.
-// activeSince is when a peer became reachable (zero: it is not).
 func connectedToQuorumAfterAdd(ms []storage.Member, self uint64, activeSince func(id uint64) time.Time, now time.Time) bool {
-	since := now.Add(-healthInterval)
-	voters, connected := 0, 0
-	for _, m := range ms {
-		if m.IsLearner {
-			continue
-		}
-		voters++
-		if m.ID == self {
-			connected++
-		} else if t := activeSince(m.ID); !t.IsZero() && t.Before(since) {
-			connected++
-		}
-	}
+	voters, connected := consensus.ConnectedVoters(ms, self, activeSince, now.Add(-healthInterval))
 	return voters == 1 || connected >= (voters+1)/2+1
 }
 
@@ -456,7 +443,6 @@ func connectedToQuorumAfterAdd(ms []storage.Member, self uint64, activeSince fun
 // quorum without it.
 func (c *clusterView) mayRemove(id uint64) error {
 	ms := c.node.Members()
-	var voters []storage.Member
 	nmembers, nstarted := 0, 0
 	for _, m := range ms {
 		if m.IsLearner {
@@ -465,7 +451,6 @@ func (c *clusterView) mayRemove(id uint64) error {
 			}
 			continue
 		}
-		voters = append(voters, m)
 		if m.ID == id {
 			continue
 		}
@@ -480,18 +465,8 @@ func (c *clusterView) mayRemove(id uint64) error {
 	if id != c.selfID && c.tr.ActiveSince(id).IsZero() {
 		return nil // a member that is down is not part of the active quorum
 	}
-	since := c.now().Add(-healthInterval)
-	active := 0
-	for _, m := range voters {
-		if m.ID == c.selfID {
-			active++
-			continue
-		}
-		if t := c.tr.ActiveSince(m.ID); !t.IsZero() && t.Before(since) {
-			active++
-		}
-	}
-	if active-1 < 1+(len(voters)-1)/2 {
+	voters, active := consensus.ConnectedVoters(ms, c.selfID, c.tr.ActiveSince, c.now().Add(-healthInterval))
+	if active-1 < 1+(voters-1)/2 {
 		return errUnhealthy
 	}
 	return nil
