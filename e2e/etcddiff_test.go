@@ -59,40 +59,7 @@ func etcdBinary(t *testing.T) string {
 // startEtcd runs a single-member etcd with the v2 API and returns its client URL.
 func startEtcd(t *testing.T, bin string) string {
 	t.Helper()
-	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "--name", "diff", "--data-dir", filepath.Join(t.TempDir(), "etcd"),
-		"--enable-v2", "--log-level", "error",
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "diff="+peer)
-	cmd.Stderr = &logs
-	cmd.Stdout = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(client + "/health")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if strings.Contains(string(body), `"health":"true"`) {
-				return client
-			}
-		}
-		select {
-		case <-exited:
-			t.Fatalf("etcd exited during start:\n%s", logs.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	t.Fatalf("etcd not healthy within 20s:\n%s", logs.String())
-	return ""
+	return startEtcdCluster(t, bin, 1)[0].clientURL
 }
 
 // startCairnForDiff runs a cairn member with the same name and peer URL
@@ -917,6 +884,7 @@ func TestRandomAgainstEtcd(t *testing.T) {
 type etcdMember struct {
 	name, clientURL, peerURL string
 	cmd                      *exec.Cmd
+	logs                     bytes.Buffer // read only once the process has exited
 	exited                   chan struct{}
 }
 
@@ -947,6 +915,7 @@ func startEtcdCluster(t *testing.T, bin string, n int) []*etcdMember {
 			"--initial-cluster", strings.Join(parts, ","), "--initial-cluster-state", "new",
 			"--initial-cluster-token", "etcddiff",
 			"--heartbeat-interval", strconv.Itoa(heartbeatMS), "--election-timeout", strconv.Itoa(electionMS))
+		m.cmd.Stdout, m.cmd.Stderr = &m.logs, &m.logs
 		if err := m.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -955,23 +924,32 @@ func startEtcdCluster(t *testing.T, bin string, n int) []*etcdMember {
 		t.Cleanup(m.kill)
 	}
 	for _, m := range ms {
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			resp, err := http.Get(m.clientURL + "/health")
-			if err == nil {
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if strings.Contains(string(body), `"health":"true"`) {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("etcd %s not healthy within 20s", m.name)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		m.waitHealthy(t)
 	}
 	return ms
+}
+
+// waitHealthy waits up to 20 s for m's /health to say true.
+func (m *etcdMember) waitHealthy(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(m.clientURL + "/health")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), `"health":"true"`) {
+				return
+			}
+		}
+		select {
+		case <-m.exited:
+			t.Fatalf("etcd %s exited during start:\n%s", m.name, m.logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	m.kill()
+	t.Fatalf("etcd %s not healthy within 20s:\n%s", m.name, m.logs.String())
 }
 
 // memberIDs maps the names of a cluster's members to their hex IDs.
