@@ -41,11 +41,17 @@ type Event struct {
 	Refresh bool `json:"-"`
 	// Index is the store index the event took (0 for gets). Not on the wire.
 	Index uint64 `json:"-"`
-	// At is when the member applied the write, in unix nanoseconds (0:
-	// unknown). The remaining TTLs of the event's nodes are shown as of
-	// then, as etcd shows them: its history keeps each event as the write
-	// answered it, so a watch replayed minutes later gets the same JSON.
+	// At is when the write arrived at the member that took it, in unix
+	// nanoseconds (0: unknown; set only on events with a TTL). The
+	// remaining TTLs of the event's nodes are shown as of then, as etcd
+	// shows them: its history keeps each event as the write answered it,
+	// so a watch replayed minutes later gets the same JSON.
 	At int64 `json:"-"`
+}
+
+// HasTTL reports whether a node of the event has an expiration.
+func (e *Event) HasTTL() bool {
+	return e.Node != nil && e.Node.Expiration != 0 || e.PrevNode != nil && e.PrevNode.Expiration != 0
 }
 
 // Node is a file or a directory. Expiration is kept as unix nanoseconds (0 =

@@ -344,5 +344,5 @@ func (rt *router) appendSSEFrame(b *bytes.Buffer, ev *api.Event) {
 // timeless reports whether ev renders the same at any time: it has no TTL,
 // or its TTLs are shown as of its own time.
 func timeless(ev *api.Event) bool {
-	return ev.At != 0 || (ev.Node == nil || ev.Node.Expiration == 0) && (ev.PrevNode == nil || ev.PrevNode.Expiration == 0)
+	return ev.At != 0 || !ev.HasTTL()
 }

@@ -311,7 +311,7 @@ func appendEventRecord(dst []byte, ev *api.Event) ([]byte, error) {
 	if ev.PrevNode != nil {
 		flags |= evRecPrevNode
 	}
-	if ev.At != 0 && expires(ev) {
+	if ev.At != 0 && ev.HasTTL() {
 		flags |= evRecAt // only a TTL makes the time show
 	}
 	dst = append(dst, eventRecordVersion, code, flags)
@@ -329,11 +329,6 @@ func appendEventRecord(dst []byte, ev *api.Event) ([]byte, error) {
 		dst = binary.AppendVarint(dst, ev.At)
 	}
 	return dst, nil
-}
-
-// expires reports whether a node of ev has an expiration (a TTL).
-func expires(ev *api.Event) bool {
-	return ev.Node != nil && ev.Node.Expiration != 0 || ev.PrevNode != nil && ev.PrevNode.Expiration != 0
 }
 
 func appendEventNode(dst []byte, n *api.Node) []byte {
@@ -387,7 +382,7 @@ func decodeEventRecord(b []byte) (*api.Event, error) {
 		ev.PrevNode = d.node()
 	}
 	if flags&evRecAt != 0 {
-		if ev.At = d.varint(); d.err == nil && (ev.At == 0 || !expires(ev)) {
+		if ev.At = d.varint(); d.err == nil && (ev.At == 0 || !ev.HasTTL()) {
 			d.fail("event time without a TTL to show")
 		}
 	}

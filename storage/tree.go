@@ -197,7 +197,7 @@ func (t *Tree) Apply(b *Batch, raftIndex uint64, c *Cmd) (*api.Event, *api.Error
 	if err != nil {
 		return nil, nil, fmt.Errorf("apply %s %q at raft index %d: %w", c.Op, c.Path, raftIndex, err)
 	}
-	if ev != nil && expires(ev) {
+	if ev != nil && ev.HasTTL() {
 		ev.At = c.Now // the instant its TTLs are shown as of (api.Event.At)
 	}
 	t.stats.countWrite(c.Op, aerr == nil)
